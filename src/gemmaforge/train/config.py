@@ -34,9 +34,21 @@ class ModelSection:
                 raise TrainError(f"model.{key}: unknown field; [model] takes preset, init_std and the "
                                  f"GemmaConfig fields {', '.join(known)}")
         try:
-            return GemmaConfig.preset(self.preset, **self.overrides)
+            overrides = dict(self.overrides)
+            if "n_layers" in overrides and "layer_types" not in overrides:
+                pattern = GemmaConfig.preset(self.preset).layer_types
+                overrides["layer_types"] = _extend_pattern(pattern, overrides["n_layers"])
+            return GemmaConfig.preset(self.preset, **overrides)
         except ConfigError as e:
             raise TrainError(f"{'model.preset' if 'unknown preset' in str(e) else 'model'}: {e}") from None
+
+
+def _extend_pattern(pattern: str, n: int) -> str:
+    """A preset's local/global layer pattern at another depth: its shortest period repeated
+    (Gemma 2's "LG", Gemma 3's "LLLLLG"), so resizing keeps the family's attention layout."""
+    period = next(k for k in range(1, len(pattern) + 1)
+                  if all(c == pattern[i % k] for i, c in enumerate(pattern)))
+    return (pattern[:period] * (n // period + 1))[:n] if isinstance(n, int) and n > 0 else pattern
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,8 @@ def _build(cls: type, table: Any, where: str) -> Any:
         name = f"{where}.{key}" if where else key
         if key in fields and key != extras:
             kwargs[key] = _convert(value, hints[key], name)
+        elif key == extras:  # as `to_dict` writes it
+            kwargs.setdefault(extras, {}).update(_convert(value, hints[key], name))
         elif extras:
             kwargs.setdefault(extras, {})[key] = value
         else:

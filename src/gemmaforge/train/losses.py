@@ -27,18 +27,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 softcap: float | None, chunk_size: int) -> torch.Tensor:
         dtype = _matmul_dtype(hidden)
+        acc = torch.promote_types(dtype, torch.float32)  # softmax and sums: float32 at least
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(dtype)
             valid = targets != IGNORE_INDEX
             count = valid.sum().clamp(min=1)
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            total = torch.zeros((), dtype=acc, device=hidden.device)
             grad_h = torch.empty_like(hidden) if want_h else None
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+            grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_w else None
             for s in range(0, hidden.shape[0], chunk_size):
                 h, t, ok = hidden[s:s + chunk_size].to(dtype), targets[s:s + chunk_size], valid[s:s + chunk_size]
                 t = t.clamp(min=0)  # ignored rows gather a dummy column and are zeroed below
-                z = (h @ w.t()).float()
+                z = (h @ w.t()).to(acc)
                 if softcap is not None:
                     z = torch.tanh(z / softcap) * softcap
                 lse = torch.logsumexp(z, dim=-1)
@@ -48,7 +49,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # d mean-loss / dz = (softmax(z) - onehot(target)) / count; zero on ignored rows.
                 dz = (z - lse[:, None]).exp_()
                 dz[torch.arange(len(t), device=t.device), t] -= 1.0
-                dz *= (ok / count)[:, None]
+                dz *= (ok.to(acc) / count)[:, None]
                 if softcap is not None:  # d cap(x)/dx = 1 - tanh(x/cap)^2 = 1 - (z/cap)^2
                     dz *= 1.0 - (z / softcap).square_()
                 dz = dz.to(dtype)

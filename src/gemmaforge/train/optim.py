@@ -7,7 +7,7 @@ from torch import nn
 
 from ..model import RMSNorm
 from .config import OptimSection
-from .schedule import WarmupCosine
+from .schedule import warmup_cosine
 
 
 def param_groups(model: nn.Module, cfg: OptimSection) -> list[dict]:
@@ -28,5 +28,5 @@ def build_optimizer(model: nn.Module, cfg: OptimSection, max_steps: int
     """Build on the parameters as the model holds them for training (DTensors under FSDP2)."""
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                                   eps=cfg.eps, foreach=True)
-    schedule = WarmupCosine(cfg.warmup_steps, max_steps, cfg.min_lr_ratio)
+    schedule = warmup_cosine(cfg.warmup_steps, max_steps, cfg.min_lr_ratio)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
