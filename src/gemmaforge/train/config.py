@@ -38,7 +38,7 @@ class ModelSection:
             if "n_layers" in overrides and "layer_types" not in overrides:
                 pattern = GemmaConfig.preset(self.preset).layer_types
                 overrides["layer_types"] = _extend_pattern(pattern, overrides["n_layers"])
-            return GemmaConfig.preset(self.preset, **overrides)
+            return GemmaConfig.preset(self.preset).replace(**overrides)
         except ConfigError as e:
             raise TrainError(f"{'model.preset' if 'unknown preset' in str(e) else 'model'}: {e}") from None
 

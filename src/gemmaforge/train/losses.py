@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 IGNORE_INDEX = -100
-CHUNK_ELEMENTS = 1 << 26  # floats in one chunk's logits (256 MB): ~256 tokens at a 256k vocab
+CHUNK_ELEMENTS = 1 << 25  # floats in one chunk's logits (128 MB): 128 tokens at a 256k vocab
 
 
 def _matmul_dtype(t: torch.Tensor) -> torch.dtype:
@@ -32,34 +32,37 @@ class _LinearCrossEntropy(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(dtype)
             valid = targets != IGNORE_INDEX
-            count = valid.sum().clamp(min=1)
+            count = valid.sum().clamp(min=1).to(acc)
             total = torch.zeros((), dtype=acc, device=hidden.device)
             grad_h = torch.empty_like(hidden) if want_h else None
             grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_w else None
+            rows = torch.arange(min(chunk_size, hidden.shape[0]), device=hidden.device)
             for s in range(0, hidden.shape[0], chunk_size):
-                h, t, ok = hidden[s:s + chunk_size].to(dtype), targets[s:s + chunk_size], valid[s:s + chunk_size]
-                t = t.clamp(min=0)  # ignored rows gather a dummy column and are zeroed below
+                h, t = hidden[s:s + chunk_size].to(dtype), targets[s:s + chunk_size].clamp(min=0)
+                scale = valid[s:s + chunk_size].to(acc) / count  # each row's weight in the mean; 0 if ignored
                 z = (h @ w.t()).to(acc)
                 if softcap is not None:
-                    z = torch.tanh(z / softcap) * softcap
-                lse = torch.logsumexp(z, dim=-1)
-                total += ((lse - z.gather(1, t[:, None]).squeeze(1)) * ok).sum()
+                    capped = torch.tanh(z / softcap)
+                    z = capped * softcap
+                logp = torch.log_softmax(z, dim=-1)
+                del z
+                total -= (logp.gather(1, t[:, None]).squeeze(1) * scale).sum()
                 if not (want_h or want_w):
                     continue
-                # d mean-loss / dz = (softmax(z) - onehot(target)) / count; zero on ignored rows.
-                dz = (z - lse[:, None]).exp_()
-                dz[torch.arange(len(t), device=t.device), t] -= 1.0
-                dz *= (ok.to(acc) / count)[:, None]
-                if softcap is not None:  # d cap(x)/dx = 1 - tanh(x/cap)^2 = 1 - (z/cap)^2
-                    dz *= 1.0 - (z / softcap).square_()
+                # d loss / dz = (softmax(z) - onehot(target)) * scale; the scale is applied to the
+                # [chunk, d] operands of the matmuls rather than to the [chunk, vocab] gradient.
+                dz = logp.exp_()
+                dz[rows[:len(t)], t] -= 1.0
+                if softcap is not None:  # d cap(x)/dx = 1 - tanh(x/cap)^2
+                    dz *= capped.square_().neg_().add_(1.0)
                 dz = dz.to(dtype)
                 if want_h:
-                    grad_h[s:s + chunk_size] = dz @ w
+                    grad_h[s:s + chunk_size] = (dz @ w) * scale[:, None]
                 if want_w:
-                    _accumulate(grad_w, dz.t(), h)
+                    _accumulate(grad_w, dz.t(), (h * scale[:, None]).to(dtype))
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
-        return total / count
+        return total
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):

@@ -27,6 +27,6 @@ def build_optimizer(model: nn.Module, cfg: OptimSection, max_steps: int
                     ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """Build on the parameters as the model holds them for training (DTensors under FSDP2)."""
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                  eps=cfg.eps, foreach=True)
+                                  eps=cfg.eps, fused=True)
     schedule = warmup_cosine(cfg.warmup_steps, max_steps, cfg.min_lr_ratio)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
