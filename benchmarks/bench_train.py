@@ -7,9 +7,11 @@ betas 0.9/0.95, weight decay 0.1) and gradient clipping at 1.0. gemmaforge runs 
 users write (`model(input_ids, labels=...).loss.backward()`, SDPA attention). Each engine runs in
 its own subprocess, alternating for `--repeats` rounds; the best round of each is reported (the
 machine may be shared), with peak RSS, and MFU against a float32 matmul peak measured here.
+gemmaforge runs twice: eager, and with each Block torch.compiled (`train.compile = true`); its
+compile time falls in the warm-up, which is reported but not timed.
 
     python benchmarks/bench_train.py [--steps 5] [--warmup 2] [--repeats 2] [--threads N]
-                                     [--compile] [--out benchmarks/results]
+                                     [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 MODEL = dict(vocab_size=32000, d_model=512, n_layers=8, n_heads=8, n_kv_heads=1, head_dim=64, ffn_dim=2048,
              max_seq_len=256, layer_types="G" * 8, name="bench-46m")
 BATCH, SEQ = 8, 256
+ENGINES = ("transformers", "gemmaforge", "gemmaforge-compiled")
+COMPILED = "gemmaforge-compiled"
 OPTIM = dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 CLIP = 1.0
 
@@ -44,7 +48,7 @@ def batch():
 
 
 # -- engines (each runs in a child process) --------------------------------------------------
-def gemmaforge_steps(args) -> tuple[int, object]:
+def gemmaforge_steps(compile: bool, args) -> tuple[int, object]:
     import torch
 
     from gemmaforge.model import Gemma
@@ -71,7 +75,7 @@ def gemmaforge_steps(args) -> tuple[int, object]:
         "model": {"preset": "gemma-2b", **MODEL}, "data": {"seq_len": SEQ},
         "optim": {"lr": OPTIM["lr"], "beta1": OPTIM["betas"][0], "beta2": OPTIM["betas"][1], "eps": OPTIM["eps"],
                   "weight_decay": OPTIM["weight_decay"], "grad_clip": CLIP, "warmup_steps": 0, "min_lr_ratio": 1.0},
-        "train": {"global_batch": BATCH, "micro_batch": BATCH, "compile": args.compile, "max_steps": 1000},
+        "train": {"global_batch": BATCH, "micro_batch": BATCH, "compile": compile, "max_steps": 1000},
         "log": {"peak_tflops": args.peak / 1e12, "progress": False}})
     torch.manual_seed(0)
     model = Gemma(config.model.gemma_config())
@@ -113,7 +117,8 @@ def child(engine: str, args) -> dict:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    n_params, step = (gemmaforge_steps if engine == "gemmaforge" else transformers_steps)(args)
+    n_params, step = transformers_steps(args) if engine == "transformers" else \
+        gemmaforge_steps(engine == COMPILED, args)
     losses = [step(i) for i in range(args.warmup)]  # includes torch.compile, if asked
     ready = time.perf_counter()
     times = []
@@ -138,20 +143,22 @@ def cpu_name() -> str:
 
 
 def markdown(r: dict) -> str:
-    g, t = r["results"]["gemmaforge"], r["results"]["transformers"]
-    rows = [("tokens/s (best round)", f"{g['tokens_per_s']:.0f}", f"{t['tokens_per_s']:.0f}",
-             f"{r['speedup']:.2f}x"),
-            ("tokens/s (every round)", ", ".join(f"{x:.0f}" for x in g["rounds"]),
-             ", ".join(f"{x:.0f}" for x in t["rounds"]), ""),
-            ("peak RSS (MB)", f"{g['peak_rss_mb']:.0f}", f"{t['peak_rss_mb']:.0f}",
-             f"{g['peak_rss_mb'] / t['peak_rss_mb']:.2f}x"),
-            ("MFU (vs measured fp32 matmul peak)", f"{g['mfu']:.1%}", f"{t['mfu']:.1%}", ""),
-            ("parameters", f"{g['parameters']:,}", f"{t['parameters']:,}", ""),
-            ("setup + warm-up (s)", f"{g['setup_and_warmup_s']:.0f}", f"{t['setup_and_warmup_s']:.0f}", "")]
-    lines = ["# Training speed: gemmaforge vs transformers", "",
-             f"Workload: {r['workload']}", "",
-             "| | gemmaforge | transformers | gemmaforge / transformers |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    res, base = r["results"], r["results"]["transformers"]
+    names = list(res)
+
+    def row(label: str, cell) -> str:
+        return f"| {label} | " + " | ".join(cell(res[n]) for n in names) + " |"
+
+    lines = ["# Training speed: gemmaforge vs transformers", "", f"Workload: {r['workload']}", "",
+             "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+             row("tokens/s (best round)", lambda x: f"{x['tokens_per_s']:.0f}"),
+             row("tokens/s vs transformers", lambda x: f"{x['tokens_per_s'] / base['tokens_per_s']:.2f}x"),
+             row("tokens/s (every round)", lambda x: ", ".join(f"{v:.0f}" for v in x["rounds"])),
+             row("peak RSS (MB)", lambda x: f"{x['peak_rss_mb']:.0f}"),
+             row("peak RSS vs transformers", lambda x: f"{x['peak_rss_mb'] / base['peak_rss_mb']:.2f}x"),
+             row("MFU (vs measured fp32 matmul peak)", lambda x: f"{x['mfu']:.1%}"),
+             row("parameters", lambda x: f"{x['parameters']:,}"),
+             row("setup + warm-up incl. compile (s)", lambda x: f"{x['setup_and_warmup_s']:.0f}")]
     env = r["environment"]
     lines += ["", f"- CPU: {env['cpu']}, {env['threads']} threads; measured fp32 matmul peak "
               f"{r['peak_flops'] / 1e9:.0f} GFLOP/s", f"- python {env['python']}, torch {env['torch']}, "
@@ -167,9 +174,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     ap.add_argument("--repeats", type=int, default=2, help="rounds per engine (best is reported)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--compile", action="store_true", help="torch.compile gemmaforge's Blocks")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
-    ap.add_argument("--child", choices=["gemmaforge", "transformers"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     ap.add_argument("--peak", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -184,11 +190,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     peak = measure_matmul_flops(torch.device("cpu"), torch.float32, seconds=3.0)
-    rounds: dict[str, list[dict]] = {"gemmaforge": [], "transformers": []}
+    rounds: dict[str, list[dict]] = {engine: [] for engine in ENGINES}
     for _ in range(args.repeats):
-        for engine in ("transformers", "gemmaforge"):
+        for engine in ENGINES:
             cmd = [sys.executable, __file__, "--child", engine, "--peak", str(peak), "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--compile"] if args.compile else [])
+                   "--warmup", str(args.warmup), "--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.exit(f"{engine} failed:\n{proc.stderr[-4000:]}")
@@ -205,9 +211,10 @@ def main() -> None:
     report = {
         "workload": f"Gemma {results['gemmaforge']['parameters'] / 1e6:.1f}M params (vocab 32000, d_model 512, "
                     f"8 layers, MQA 8x64, GeGLU 2048), float32, batch {BATCH} x seq {SEQ}, AdamW (fused) + "
-                    f"clip {CLIP}{', gemmaforge Blocks torch.compiled' if args.compile else ''}; "
+                    f"clip {CLIP}; "
                     f"{args.steps} timed steps after {args.warmup} warm-up, best of {args.repeats} rounds",
-        "speedup": results["gemmaforge"]["tokens_per_s"] / results["transformers"]["tokens_per_s"],
+        "speedup": {e: results[e]["tokens_per_s"] / results["transformers"]["tokens_per_s"] for e in ENGINES[1:]},
+        "memory_ratio": {e: results[e]["peak_rss_mb"] / results["transformers"]["peak_rss_mb"] for e in ENGINES[1:]},
         "peak_flops": peak, "flops_per_token": fpt, "results": results,
         "environment": {"cpu": cpu_name(), "threads": args.threads, "python": platform.python_version(),
                         "torch": torch.__version__, "transformers": transformers.__version__,

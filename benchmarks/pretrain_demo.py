@@ -28,34 +28,42 @@ import numpy as np
 
 VOCAB = 8192
 MAX_BYTES = 24_000_000  # plenty for a 10-minute run, quick to tokenise
+MAX_DOC = 100_000
 VAL_FRACTION = 0.02
 
 
 def documents() -> list[str]:
-    """Distinct texts from the stdlib and /usr/share/doc, in a fixed shuffled order."""
+    """Distinct texts from the stdlib and /usr/share/doc, each cut at MAX_DOC characters so that
+    no single giant changelog dominates, in a fixed shuffled order."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts)
-    files += sorted(p for p in Path("/usr/share/doc").rglob("*")
-                    if p.is_file() and not p.name.startswith("copyright") and p.suffix not in (".html", ".png", ".svg"))
+    files += sorted(p for p in Path("/usr/share/doc").rglob("*") if p.is_file() and _is_prose(p.name))
     seen, docs = set(), []
     for p in files:
         try:
             raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8")[:MAX_DOC]
         except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError):
             continue
-        key = hashlib.sha1(raw).digest()
+        key = hashlib.sha1(text.encode()).digest()
         if len(text) > 200 and key not in seen:
             seen.add(key)
             docs.append(text)
     random.Random(0).shuffle(docs)
     kept, total = [], 0
     for d in docs:
-        if total + len(d) > MAX_BYTES:
-            break
-        kept.append(d)
-        total += len(d)
+        if total + len(d) <= MAX_BYTES:
+            kept.append(d)
+            total += len(d)
     return kept
+
+
+def _is_prose(name: str) -> bool:
+    """READMEs, NEWS, changelogs and plain-text docs; not licences, markup or binaries."""
+    stem = name.removesuffix(".gz").lower()
+    return not stem.startswith("copyright") and (
+        stem.startswith(("readme", "news", "changelog", "changes", "history", "todo", "faq"))
+        or stem.endswith((".txt", ".md", ".rst")))
 
 
 def build_corpus(directory: Path) -> dict:

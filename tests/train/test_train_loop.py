@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from gemmaforge.train.config import TrainConfig
 from gemmaforge.train.metrics import read_rows
@@ -41,3 +42,17 @@ def test_accumulation_and_checkpointing_keep_the_loss_curve(tmp_path, option):
     for a, b in zip(base, other):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+
+
+def test_compiled_blocks_keep_the_loss_curve(tmp_path, monkeypatch):
+    """train.compile wires torch.compile into every Block. The aot_eager backend traces forward and
+    backward exactly as inductor would but skips C++ code generation, which takes a minute here
+    (benchmarks/bench_train.py runs the inductor build)."""
+    compile = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compile(self, backend="aot_eager", **kw))
+    base = run(tmp_path, "base", train={"max_steps": 3})
+    torch._dynamo.utils.counters.clear()
+    compiled = run(tmp_path, "compiled", train={"max_steps": 3, "compile": True})
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the Blocks really were compiled
+    for a, b in zip(base, compiled):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)

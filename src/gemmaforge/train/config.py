@@ -90,7 +90,7 @@ class RunSection:
 @dataclass(frozen=True)
 class EvalSection:
     interval: int = 100  # steps between validation passes (and one at the end)
-    blocks: int = 64  # validation blocks evaluated each time (the first ones, in storage order)
+    blocks: int = 64  # validation blocks evaluated each time, spread evenly over the set
 
 
 @dataclass(frozen=True)

@@ -130,13 +130,14 @@ class StepBatches:
                 for s in range(start, start + per_rank, self.micro_batch)]
 
 
-def eval_indices(dataset: BlockDataset, blocks: int, world_size: int = 1) -> range:
-    """The validation blocks: the first `blocks` in storage order, rounded down to a multiple of the
-    ranks so that every rank runs as many forward passes as the others (FSDP needs that)."""
+def eval_indices(dataset: BlockDataset, blocks: int, world_size: int = 1) -> list[int]:
+    """The validation blocks: `blocks` of them spread evenly over the set (all if it is smaller),
+    rounded down to a multiple of the ranks so that every rank runs as many forward passes as the
+    others (FSDP needs that)."""
     usable = min(blocks, len(dataset)) // world_size * world_size
     if usable == 0:
         raise TrainError(f"data.val: {len(dataset)} blocks cannot be shared by {world_size} ranks")
-    return range(usable)
+    return np.linspace(0, len(dataset) - 1, usable).round().astype(int).tolist()
 
 
 def eval_batches(dataset: BlockDataset, blocks: int, micro_batch: int, rank: int = 0,
