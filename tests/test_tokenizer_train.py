@@ -97,3 +97,9 @@ def test_cli(corpus, tmp_path, capsys):
         tokenizer_train_cli(["--input", "/nonexistent.txt", "--vocab-size", "600", "--output", str(out)])
     with pytest.raises(SystemExit):
         tokenizer_train_cli(["--vocab-size", "600"])
+
+
+def test_deterministic_even_when_sampling_lines(corpus, tmp_path):
+    a = train_tokenizer(corpus[:10], 600, tmp_path / "a", input_sentence_size=300)
+    b = train_tokenizer(corpus[:10], 600, tmp_path / "b", input_sentence_size=300)
+    assert a.serialized_model_proto() == b.serialized_model_proto()

@@ -47,7 +47,7 @@ def train_tokenizer(texts: Iterable[str | os.PathLike], vocab_size: int, output_
     `texts` yields strings (documents) or paths (`pathlib.Path`) of UTF-8 text files, read lazily
     line by line, so the corpus never has to fit in memory. SentencePiece keeps at most
     `input_sentence_size` lines (a uniform sample when there are more) -- that bounds the memory,
-    roughly that many times the average line length."""
+    roughly that many times the average line length. The same input gives the same model."""
     if family not in _FAMILY_EXTRAS:
         raise InputError(f"family must be 1, 2 or 3, got {family!r}")
     specials = special_pieces(family, num_reserved)
