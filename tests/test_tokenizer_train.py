@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from gemmaforge.cli import main as cli_main
 from gemmaforge.errors import InputError
 from gemmaforge.tokenizer import load_tokenizer
-from gemmaforge.tokenizer_train import special_pieces, tokenizer_train_cli, train_tokenizer
+from gemmaforge.tokenizer_train import special_pieces, train_tokenizer
 
 UNSEEN = ["日本語のテキスト", "Ünïcödé ∑ ≠ ∞", "🧑‍💻👨‍👩‍👧‍👦", "\x00\x01\x7f", "Привет, мир", "नमस्ते",
           "  two  spaces,\ttabs\t\tand\n\nnewlines  ", "<start_of_turn>user\nhi<end_of_turn>", ""]
@@ -90,13 +91,14 @@ def test_errors(corpus, tmp_path):
 def test_cli(corpus, tmp_path, capsys):
     out = tmp_path / "tok"
     args = ["--input", *map(str, corpus[:5]), "--vocab-size", "600", "--output", str(out), "--reserved", "10"]
-    assert tokenizer_train_cli(args) == 0
+    assert cli_main(["tokenizer", "train", *args]) == 0
     assert f"wrote {out / 'tokenizer.model'}: 600 pieces" in capsys.readouterr().out
     assert load_tokenizer(out).start_of_turn_id == 6 + 10  # after pad eos bos unk mask [multimodal]
-    with pytest.raises(InputError, match="no such input file: /nonexistent.txt"):
-        tokenizer_train_cli(["--input", "/nonexistent.txt", "--vocab-size", "600", "--output", str(out)])
+    assert cli_main(["tokenizer", "train", "--input", "/nonexistent.txt", "--vocab-size", "600",
+                     "--output", str(out)]) == 2
+    assert "error: no such input file: /nonexistent.txt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        tokenizer_train_cli(["--vocab-size", "600"])
+        cli_main(["tokenizer", "train", "--vocab-size", "600"])
 
 
 def test_deterministic_even_when_sampling_lines(corpus, tmp_path):

@@ -180,13 +180,13 @@ class Gemma(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embed.weight.dtype
 
-    def to(self, *args, **kwargs):  # noqa: D102 - refuse float16 wherever it comes from
+    def to(self, *args, **kwargs):
         dtype = kwargs.get("dtype") or next((a for a in args if isinstance(a, torch.dtype)), None)
         if dtype is not None:
             check_dtype(dtype)
         return super().to(*args, **kwargs)
 
-    def half(self):  # noqa: D102
+    def half(self):
         check_dtype(torch.float16)
 
     def num_parameters(self) -> int:

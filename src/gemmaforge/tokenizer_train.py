@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import sentencepiece as spm
@@ -130,14 +130,3 @@ def run_train(args: argparse.Namespace) -> Tokenizer:
                            num_reserved=args.reserved, input_sentence_size=args.input_sentence_size,
                            num_threads=args.threads)
 
-
-def tokenizer_train_cli(argv: Sequence[str] | None = None) -> int:
-    """`gemmaforge tokenizer train --input FILES... --vocab-size N --output DIR`; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="gemmaforge tokenizer train",
-                                     description="Train a Gemma-style SentencePiece tokenizer.")
-    add_train_args(parser)
-    args = parser.parse_args(argv)
-    tok = run_train(args)
-    print(f"wrote {Path(args.output) / TOKENIZER_FILE}: {tok.vocab_size} pieces, "
-          f"<start_of_turn>={tok.start_of_turn_id}, <end_of_turn>={tok.end_of_turn_id}")
-    return 0
