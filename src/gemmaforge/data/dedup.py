@@ -1,0 +1,78 @@
+"""Exact and near-duplicate detection (MinHash + LSH banding), deterministic given a seed.
+
+Signatures are computed per document (in parallel); `near_duplicates` is the global step that runs
+once over all signatures. The earliest document (in source order) of each cluster is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .text import text_ngram_hashes
+
+_PRIME = np.uint64((1 << 61) - 1)  # Mersenne prime for the universal hash family
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def exact_key(text: str) -> bytes:
+    """Hash of the text with case and whitespace normalised away."""
+    return hashlib.blake2b(" ".join(text.lower().split()).encode("utf-8"), digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class MinHasher:
+    """`num_perm` hash functions h(x) = (a*x + b) mod p over 32-bit shingle hashes, keeping the minimum."""
+
+    num_perm: int
+    ngram: int = 5
+    seed: int = 0
+    _a: np.ndarray = field(init=False, repr=False, compare=False)
+    _b: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        object.__setattr__(self, "_a", rng.integers(1, 1 << 32, self.num_perm, dtype=np.uint64))
+        object.__setattr__(self, "_b", rng.integers(0, 1 << 32, self.num_perm, dtype=np.uint64))
+
+    def signature(self, text: str) -> Optional[np.ndarray]:
+        """uint32[num_perm], or None for texts shorter than one shingle (left to exact dedup)."""
+        shingles = np.unique(text_ngram_hashes(text, self.ngram) & _MASK32)
+        if not len(shingles):
+            return None
+        # a, x < 2**32 so a*x + b < 2**64: no overflow before the modulus.
+        h = (shingles[:, None] * self._a[None, :] + self._b[None, :]) % _PRIME
+        return (h.min(axis=0) & _MASK32).astype(np.uint32)
+
+
+def near_duplicates(signatures: Sequence[Optional[np.ndarray]], bands: int, rows: int,
+                    threshold: float) -> dict[int, int]:
+    """{duplicate index: index of the document it duplicates (the earliest of its cluster)}.
+
+    Documents sharing any band are candidates; a candidate pair counts when the fraction of equal
+    signature entries (an estimate of Jaccard similarity) reaches `threshold`.
+    """
+    parent = list(range(len(signatures)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for band in range(bands):
+        first: dict[bytes, int] = {}
+        lo, hi = band * rows, (band + 1) * rows
+        for i, sig in enumerate(signatures):
+            if sig is None:
+                continue
+            key = sig[lo:hi].tobytes()
+            j = first.setdefault(key, i)
+            if j != i and np.mean(signatures[j] == sig) >= threshold:
+                a, b = root(i), root(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)  # roots are always the smallest index
+    return {i: r for i in range(len(signatures)) if (r := root(i)) != i}
