@@ -3,6 +3,7 @@
 `prepare(DataConfig.load("data.toml"))` runs it all; `PackedDataset(dir)` reads the result.
 """
 
+from .cli import add_data_arguments, data_main, data_prepare_main
 from .config import DataConfig, DecontamConfig, DedupConfig, FilterConfig, SourceConfig
 from .decontam import EvalNgrams
 from .dedup import MinHasher, exact_key, near_duplicates
@@ -23,4 +24,5 @@ __all__ = [
     "FILTERS", "Drop", "GopherQuality", "GopherRepetition", "C4", "QualityClassifier", "QualityFilter",
     "PerplexityFilter", "SafetyFilter", "MinHasher", "exact_key", "near_duplicates", "EvalNgrams", "mix",
     "PARTS", "default_config", "default_corpus_status", "require_parts",
+    "add_data_arguments", "data_main", "data_prepare_main",
 ]

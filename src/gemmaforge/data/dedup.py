@@ -14,8 +14,8 @@ import numpy as np
 
 from .text import text_ngram_hashes
 
-_PRIME = np.uint64((1 << 61) - 1)  # Mersenne prime for the universal hash family
-_MASK32 = np.uint64(0xFFFFFFFF)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
+_M2 = np.uint64(0x94D049BB133111EB)
 
 
 def exact_key(text: str) -> bytes:
@@ -25,27 +25,32 @@ def exact_key(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class MinHasher:
-    """`num_perm` hash functions h(x) = (a*x + b) mod p over 32-bit shingle hashes, keeping the minimum."""
+    """`num_perm` seeded 64-bit mixers (splitmix64 of shingle XOR key) standing in for random permutations.
+
+    A linear (a*x + b) mod p with small a barely reorders its inputs, so its minimum follows the
+    smallest shingle and overestimates dissimilarity; a full-avalanche mixer does not.
+    """
 
     num_perm: int
     ngram: int = 5
     seed: int = 0
-    _a: np.ndarray = field(init=False, repr=False, compare=False)
-    _b: np.ndarray = field(init=False, repr=False, compare=False)
+    _keys: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rng = np.random.default_rng(self.seed)
-        object.__setattr__(self, "_a", rng.integers(1, 1 << 32, self.num_perm, dtype=np.uint64))
-        object.__setattr__(self, "_b", rng.integers(0, 1 << 32, self.num_perm, dtype=np.uint64))
+        keys = np.random.default_rng(self.seed).integers(0, 1 << 63, self.num_perm, dtype=np.uint64)
+        object.__setattr__(self, "_keys", keys)
 
     def signature(self, text: str) -> Optional[np.ndarray]:
         """uint32[num_perm], or None for texts shorter than one shingle (left to exact dedup)."""
-        shingles = np.unique(text_ngram_hashes(text, self.ngram) & _MASK32)
+        shingles = np.unique(text_ngram_hashes(text, self.ngram))
         if not len(shingles):
             return None
-        # a, x < 2**32 so a*x + b < 2**64: no overflow before the modulus.
-        h = (shingles[:, None] * self._a[None, :] + self._b[None, :]) % _PRIME
-        return (h.min(axis=0) & _MASK32).astype(np.uint32)
+        z = shingles[:, None] ^ self._keys[None, :]
+        with np.errstate(over="ignore"):
+            z = (z ^ (z >> np.uint64(30))) * _M1
+            z = (z ^ (z >> np.uint64(27))) * _M2
+        z ^= z >> np.uint64(31)
+        return (z.min(axis=0) >> np.uint64(32)).astype(np.uint32)
 
 
 def near_duplicates(signatures: Sequence[Optional[np.ndarray]], bands: int, rows: int,
