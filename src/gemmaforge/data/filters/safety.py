@@ -18,8 +18,9 @@ from .base import Drop, Verdict
 #: Scores a batch of texts: one probability of being unsafe per text.
 SafetyClassifier = Callable[[Sequence[str]], Sequence[float]]
 
+# "xxx" is left out on purpose: code and docs use it as a placeholder (the stdlib's logging docs do).
 DEFAULT_BLOCKLIST = (
-    "porn", "porno", "pornography", "pornographic", "xxx", "hardcore sex", "sex video", "sex videos",
+    "porn", "porno", "pornography", "pornographic", "hardcore sex", "sex video", "sex videos",
     "nude pics", "nudes", "camgirl", "camgirls", "hentai", "milf", "escort service", "escort services",
     "onlyfans", "bdsm", "blowjob", "gangbang", "child porn",
 )
