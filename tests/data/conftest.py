@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib
 import inspect
 import io
+import json
+import re
 import sysconfig
 from pathlib import Path
 
 import pytest
 import sentencepiece as spm
+
+from gemmaforge.data import DataConfig
 
 # Modules whose docstrings are long English prose: the real text these tests filter and dedup.
 PROSE_MODULES = ("argparse", "collections", "difflib", "functools", "heapq", "json", "logging", "pathlib",
@@ -81,3 +86,49 @@ def spm_tokenizer(prose) -> SpmTokenizer:
                                    vocab_size=400, model_type="bpe", pad_id=0, bos_id=1, eos_id=2, unk_id=3,
                                    minloglevel=2)
     return SpmTokenizer(f.getvalue())
+
+
+@pytest.fixture
+def corpus(tmp_path, prose, code_files):
+    """Web text as .txt files and gzipped JSONL, stdlib code by glob, plus planted problems."""
+    web = tmp_path / "web"
+    web.mkdir()
+    for i, doc in enumerate(prose[:30]):
+        (web / f"{i:02d}.txt").write_text(doc)
+    (web / "copy.txt").write_text(prose[0].upper())  # exact duplicate after normalisation
+    (web / "edit.txt").write_text(prose[1].replace("the", "a", 1))  # near duplicate
+    (web / "short.txt").write_text("Buy now. Best price.")  # fails the Gopher word count
+    (web / "unsafe.txt").write_text(prose[2] + "\nFree porn videos here.")
+    (web / "notes.bin").write_bytes(b"\x00\x01")  # not a text extension: skipped in directories
+    with gzip.open(tmp_path / "more.jsonl.gz", "wt") as f:
+        for doc in prose[30:45]:
+            f.write(json.dumps({"text": doc, "id": "x"}) + "\n")
+    ws = re.findall(r"\w+", prose[40].lower())
+    (tmp_path / "ngrams.json").write_text(json.dumps(
+        {"n": 13, "items": {"mmlu/7": [" ".join(ws[5:18])], "hellaswag/2": [" ".join(ws[30:43])]}}))
+    code = tmp_path / "code"
+    code.mkdir()
+    for f in code_files:
+        (code / f.name).write_text(f.read_text())
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def make_config():
+    """DataConfig over the `corpus` fixture: the three sources, two filters and decontamination."""
+    return _config
+
+
+def _config(root: Path, out: str, **kw) -> DataConfig:
+    data = {
+        "output": str(root / out), "tokenizer": "test", "seq_len": 64, "shard_tokens": 4096,
+        "progress": False, "workers": 1, "batch_docs": 8,
+        "sources": [{"name": "web", "kind": "web", "paths": [str(root / "web")]},
+                    {"name": "more", "kind": "web", "paths": [str(root / "more.jsonl.gz")]},
+                    {"name": "code", "kind": "code", "paths": [str(root / "code" / "*.py")]}],
+        "filters": [{"name": "gopher_quality", "kinds": ["web"]}, {"name": "safety", "kinds": ["web"]}],
+        "decontam": {"ngrams": str(root / "ngrams.json")},
+        "dedup": {"threshold": 0.5},
+    }
+    data.update(kw)
+    return DataConfig.from_dict(data)

@@ -1,57 +1,14 @@
 """End to end: real files in, shards and manifest out; parallel runs identical; bad input stops early."""
 
-import gzip
 import json
-import re
-from pathlib import Path
 
 import pytest
 
-from gemmaforge.data import DataConfig, DataError, PackedDataset, prepare
+from gemmaforge.data import DataError, PackedDataset, prepare
 
 
-@pytest.fixture
-def corpus(tmp_path, prose, code_files):
-    """Web text as .txt files and gzipped JSONL, stdlib code by glob, plus planted problems."""
-    web = tmp_path / "web"
-    web.mkdir()
-    for i, doc in enumerate(prose[:30]):
-        (web / f"{i:02d}.txt").write_text(doc)
-    (web / "copy.txt").write_text(prose[0].upper())  # exact duplicate after normalisation
-    (web / "edit.txt").write_text(prose[1].replace("the", "a", 1))  # near duplicate
-    (web / "short.txt").write_text("Buy now. Best price.")  # fails the Gopher word count
-    (web / "unsafe.txt").write_text(prose[2] + "\nFree porn videos here.")
-    (web / "notes.bin").write_bytes(b"\x00\x01")  # not a text extension: skipped in directories
-    with gzip.open(tmp_path / "more.jsonl.gz", "wt") as f:
-        for doc in prose[30:45]:
-            f.write(json.dumps({"text": doc, "id": "x"}) + "\n")
-    ws = re.findall(r"\w+", prose[40].lower())
-    (tmp_path / "ngrams.json").write_text(json.dumps(
-        {"n": 13, "items": {"mmlu/7": [" ".join(ws[5:18])], "hellaswag/2": [" ".join(ws[30:43])]}}))
-    code = tmp_path / "code"
-    code.mkdir()
-    for f in code_files:
-        (code / f.name).write_text(f.read_text())
-    return tmp_path
-
-
-def _config(root: Path, out: str, **kw) -> DataConfig:
-    data = {
-        "output": str(root / out), "tokenizer": "test", "seq_len": 64, "shard_tokens": 4096,
-        "progress": False, "workers": 1, "batch_docs": 8,
-        "sources": [{"name": "web", "kind": "web", "paths": [str(root / "web")]},
-                    {"name": "more", "kind": "web", "paths": [str(root / "more.jsonl.gz")]},
-                    {"name": "code", "kind": "code", "paths": [str(root / "code" / "*.py")]}],
-        "filters": [{"name": "gopher_quality", "kinds": ["web"]}, {"name": "safety", "kinds": ["web"]}],
-        "decontam": {"ngrams": str(root / "ngrams.json")},
-        "dedup": {"threshold": 0.5},
-    }
-    data.update(kw)
-    return DataConfig.from_dict(data)
-
-
-def test_prepare_end_to_end(corpus, byte_tokenizer, prose, code_files):
-    m = prepare(_config(corpus, "out"), tokenizer=byte_tokenizer)
+def test_prepare_end_to_end(corpus, make_config, byte_tokenizer, prose, code_files):
+    m = prepare(make_config(corpus, "out"), tokenizer=byte_tokenizer)
     counts = {stage: {r: e["count"] for r, e in rs.items()} for stage, rs in m.drops.items()}
     assert counts["dedup"]["exact"] == 1
     # our planted edit, plus json.dump/json.dumps: real near-duplicate docstrings in the stdlib
@@ -76,17 +33,17 @@ def test_prepare_end_to_end(corpus, byte_tokenizer, prose, code_files):
     assert sorted(p.name for p in corpus.iterdir() if p.name.startswith(".")) == []  # no temp dirs left
 
 
-def test_parallel_run_is_byte_identical(corpus, spm_tokenizer):
-    one = prepare(_config(corpus, "one", workers=1), tokenizer=spm_tokenizer)
-    two = prepare(_config(corpus, "two", workers=2), tokenizer=spm_tokenizer)
+def test_parallel_run_is_byte_identical(corpus, make_config, spm_tokenizer):
+    one = prepare(make_config(corpus, "one", workers=1), tokenizer=spm_tokenizer)
+    two = prepare(make_config(corpus, "two", workers=2), tokenizer=spm_tokenizer)
     assert [s["sha256"] for s in one.shards] == [s["sha256"] for s in two.shards]
     assert len(one.shards) > 1
     for s in one.shards:
         assert (corpus / "one" / s["file"]).read_bytes() == (corpus / "two" / s["file"]).read_bytes()
 
 
-def test_mixture_weights_shape_the_output(corpus, byte_tokenizer):
-    m = prepare(_config(corpus, "mix", mixture={"web": 0.5, "code": 0.5}), tokenizer=byte_tokenizer)
+def test_mixture_weights_shape_the_output(corpus, make_config, byte_tokenizer):
+    m = prepare(make_config(corpus, "mix", mixture={"web": 0.5, "code": 0.5}), tokenizer=byte_tokenizer)
     web, code = m.mixture["web"], m.mixture["code"]
     assert web["selected_tokens"] == web["available_tokens"]  # the scarcer kind is used once
     assert code["target_tokens"] == pytest.approx(web["selected_tokens"], abs=1)  # and sets the total
@@ -100,44 +57,44 @@ def test_mixture_weights_shape_the_output(corpus, byte_tokenizer):
     ({"decontam": {"ngrams": "/no/such/ngrams.json"}}, "eval n-gram export"),
     ({"filters": [{"name": "gopher_quality", "min_words": 10**6}]}, "no document is left after filtering"),
 ])
-def test_bad_input_stops_with_one_message_and_no_output(corpus, byte_tokenizer, change, message):
-    cfg = _config(corpus, "bad", **change)
+def test_bad_input_stops_with_one_message_and_no_output(corpus, make_config, byte_tokenizer, change, message):
+    cfg = make_config(corpus, "bad", **change)
     with pytest.raises(DataError, match=message):
         prepare(cfg, tokenizer=byte_tokenizer)
     assert not (corpus / "bad").exists()
     assert not [p for p in corpus.iterdir() if p.name.startswith(".")]
 
 
-def test_empty_corpus_message_lists_the_drops(corpus, byte_tokenizer):
-    cfg = _config(corpus, "bad", filters=[{"name": "gopher_quality", "min_words": 10**6}])
+def test_empty_corpus_message_lists_the_drops(corpus, make_config, byte_tokenizer):
+    cfg = make_config(corpus, "bad", filters=[{"name": "gopher_quality", "min_words": 10**6}])
     with pytest.raises(DataError) as e:
         prepare(cfg, tokenizer=byte_tokenizer)
     assert "(59 read; dropped: gopher_quality/too_few_words: 59)" in str(e.value) and "loosen the filters" in str(e.value)
 
 
-def test_corrupt_source_and_existing_output(corpus, byte_tokenizer):
+def test_corrupt_source_and_existing_output(corpus, make_config, byte_tokenizer):
     (corpus / "broken.jsonl").write_text('{"text": "fine"}\n{"text": oops}\n')
-    cfg = _config(corpus, "bad", sources=[{"name": "b", "kind": "web", "paths": [str(corpus / "broken.jsonl")]}])
+    cfg = make_config(corpus, "bad", sources=[{"name": "b", "kind": "web", "paths": [str(corpus / "broken.jsonl")]}])
     with pytest.raises(DataError, match=r"broken.jsonl:2: invalid JSON"):
         prepare(cfg, tokenizer=byte_tokenizer)
     (corpus / "taken").mkdir()
     (corpus / "taken" / "keep.txt").write_text("user data")
     with pytest.raises(DataError, match="already exists"):
-        prepare(_config(corpus, "taken"), tokenizer=byte_tokenizer)
+        prepare(make_config(corpus, "taken"), tokenizer=byte_tokenizer)
     assert (corpus / "taken" / "keep.txt").exists()
-    prepare(_config(corpus, "taken", overwrite=True), tokenizer=byte_tokenizer)
+    prepare(make_config(corpus, "taken", overwrite=True), tokenizer=byte_tokenizer)
     assert not (corpus / "taken" / "keep.txt").exists() and (corpus / "taken" / "manifest.json").exists()
 
 
-def test_parquet_source(corpus, byte_tokenizer, prose):
+def test_parquet_source(corpus, make_config, byte_tokenizer, prose):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"body": prose[45:55]}), corpus / "web.parquet")
-    cfg = _config(corpus, "pq", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")],
+    cfg = make_config(corpus, "pq", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")],
                                           "text_field": "body"}], decontam={})
     m = prepare(cfg, tokenizer=byte_tokenizer)
     assert m.sources["pq"].documents_read == 10 and m.sources["pq"].documents_kept >= 8
-    bad = _config(corpus, "pq2", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")]}])
+    bad = make_config(corpus, "pq2", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")]}])
     with pytest.raises(DataError, match="no column 'text'"):
         prepare(bad, tokenizer=byte_tokenizer)
