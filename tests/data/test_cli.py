@@ -37,10 +37,8 @@ def test_prepare_needs_exactly_one_config_source(tmp_path):
 def test_setup_and_train_quality(tmp_path, prose, code_files, capsys):
     code = code_files[0].read_text().split("\n\n")
     with open(tmp_path / "ex.jsonl", "w") as f:
-        for t in prose[:40]:
-            f.write(json.dumps({"text": t, "label": 1}) + "\n")
-        for t in code[:40]:
-            f.write(json.dumps({"text": t, "label": 0}) + "\n")
+        f.writelines(json.dumps({"text": t, "label": 1}) + "\n" for t in prose[:40])
+        f.writelines(json.dumps({"text": t, "label": 0}) + "\n" for t in code[:40])
     assert data_main(_parse(["train-quality", "--examples", str(tmp_path / "ex.jsonl"),
                              "--output", str(tmp_path / "q.npz"), "--buckets", "4096"])) == 0
     assert (tmp_path / "q.npz").exists() and "training accuracy" in capsys.readouterr().out

@@ -25,7 +25,7 @@ def test_mixture_weights_downsample_and_upsample():
     assert stats["maths"].selected_tokens == 100 and stats["web"].selected_tokens == 100  # maths limits
     order, stats = mix(kinds, tokens, {"web": 0.5, "maths": 0.5}, 600, seed=0)
     assert stats["maths"].epochs == 3.0 and stats["web"].selected_tokens == 300
-    assert sum(1 for i in order if i >= 100) == 30 and len(set(i for i in order if i >= 100)) == 10
+    assert sum(1 for i in order if i >= 100) == 30 and len({i for i in order if i >= 100}) == 10
     order, stats = mix(kinds, tokens, {"web": 1.0, "maths": 0.0}, None, seed=0)
     assert all(i < 100 for i in order) and stats["maths"].selected_tokens == 0
 
@@ -73,7 +73,7 @@ def test_order_is_deterministic_and_resumable(tmp_path):
     assert sorted(got) == list(range(10))
     pos, batch = next(ds.batches(4, seed=3))
     assert batch.shape == (4, 17) and pos == 4
-    pos2, batch2 = next(ds.batches(4, seed=3, start=pos))
+    _, batch2 = next(ds.batches(4, seed=3, start=pos))
     np.testing.assert_array_equal(batch2, np.stack([b for _, b in first[4:8]]))
 
 

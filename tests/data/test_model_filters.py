@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from gemmaforge.data import DataError
-from gemmaforge.data.filters import (Drop, PerplexityFilter, QualityClassifier, QualityFilter, SafetyFilter,
-                                     load_labelled_jsonl)
+from gemmaforge.data.filters import (
+    Drop,
+    PerplexityFilter,
+    QualityClassifier,
+    QualityFilter,
+    SafetyFilter,
+    load_labelled_jsonl,
+)
 
 
 def _code_chunks(files, lines_per_chunk=12):

@@ -36,7 +36,7 @@ def test_gopher_repetition(prose):
 
 def test_c4_removes_lines_and_drops_documents(prose):
     sentences = " ".join(prose[5].split())  # one long line of real sentences
-    page = "\n".join([
+    page = "\n".join([  # noqa: FLY002 (one line per page line reads better)
         "Home | About | Contact",
         sentences,
         "This site uses cookies to improve your experience.",

@@ -9,8 +9,17 @@ from .decontam import EvalNgrams
 from .dedup import MinHasher, exact_key, near_duplicates
 from .default_corpus import PARTS, default_config, default_corpus_status, require_parts
 from .errors import DataError
-from .filters import (C4, FILTERS, Drop, GopherQuality, GopherRepetition, PerplexityFilter, QualityClassifier,
-                      QualityFilter, SafetyFilter)
+from .filters import (
+                      C4,
+                      FILTERS,
+                      Drop,
+                      GopherQuality,
+                      GopherRepetition,
+                      PerplexityFilter,
+                      QualityClassifier,
+                      QualityFilter,
+                      SafetyFilter,
+)
 from .manifest import Manifest
 from .mixture import mix
 from .pack import PackedDataset
@@ -19,10 +28,37 @@ from .pipeline import Tokenizer, prepare
 from .sources import Document
 
 __all__ = [
-    "DataConfig", "SourceConfig", "FilterConfig", "DedupConfig", "DecontamConfig", "DataError",
-    "prepare", "Manifest", "PackedDataset", "Tokenizer", "Document", "LocalExecutor",
-    "FILTERS", "Drop", "GopherQuality", "GopherRepetition", "C4", "QualityClassifier", "QualityFilter",
-    "PerplexityFilter", "SafetyFilter", "MinHasher", "exact_key", "near_duplicates", "EvalNgrams", "mix",
-    "PARTS", "default_config", "default_corpus_status", "require_parts",
-    "add_data_arguments", "data_main", "data_prepare_main",
+                      "C4",
+                      "FILTERS",
+                      "PARTS",
+                      "DataConfig",
+                      "DataError",
+                      "DecontamConfig",
+                      "DedupConfig",
+                      "Document",
+                      "Drop",
+                      "EvalNgrams",
+                      "FilterConfig",
+                      "GopherQuality",
+                      "GopherRepetition",
+                      "LocalExecutor",
+                      "Manifest",
+                      "MinHasher",
+                      "PackedDataset",
+                      "PerplexityFilter",
+                      "QualityClassifier",
+                      "QualityFilter",
+                      "SafetyFilter",
+                      "SourceConfig",
+                      "Tokenizer",
+                      "add_data_arguments",
+                      "data_main",
+                      "data_prepare_main",
+                      "default_config",
+                      "default_corpus_status",
+                      "exact_key",
+                      "mix",
+                      "near_duplicates",
+                      "prepare",
+                      "require_parts",
 ]

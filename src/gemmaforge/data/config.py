@@ -141,11 +141,11 @@ class DataConfig:
 
     # -- loading -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DataConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
         return build(cls, data, "")
 
     @classmethod
-    def load(cls, path: str | Path) -> "DataConfig":
+    def load(cls, path: str | Path) -> DataConfig:
         """Read a `.toml` or `.json` file; relative paths in it stay relative to the working directory."""
         p = Path(path)
         try:

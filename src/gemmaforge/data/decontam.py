@@ -27,7 +27,7 @@ class EvalNgrams:
     owners: np.ndarray  # int32: item index of each hash
 
     @classmethod
-    def load(cls, path: str | Path) -> "EvalNgrams":
+    def load(cls, path: str | Path) -> EvalNgrams:
         try:
             data = json.loads(Path(path).read_text("utf-8"))
         except OSError as e:
@@ -37,7 +37,7 @@ class EvalNgrams:
         return cls.from_export(data, str(path))
 
     @classmethod
-    def from_export(cls, data: object, where: str = "eval n-gram export") -> "EvalNgrams":
+    def from_export(cls, data: object, where: str = "eval n-gram export") -> EvalNgrams:
         if not isinstance(data, dict) or not isinstance(data.get("n"), int) or data["n"] <= 0 \
                 or not isinstance(data.get("items"), dict):
             raise DataError(f'{where}: expected {{"n": positive int, "items": {{"task/id": ["w1 ... wn", ...]}}}}')

@@ -7,8 +7,8 @@ once over all signatures. The earliest document (in source order) of each cluste
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ class MinHasher:
         keys = np.random.default_rng(self.seed).integers(0, 1 << 63, self.num_perm, dtype=np.uint64)
         object.__setattr__(self, "_keys", keys)
 
-    def signature(self, text: str) -> Optional[np.ndarray]:
+    def signature(self, text: str) -> np.ndarray | None:
         """uint32[num_perm], or None for texts shorter than one shingle (left to exact dedup)."""
         shingles = np.unique(text_ngram_hashes(text, self.ngram))
         if not len(shingles):
@@ -53,7 +53,7 @@ class MinHasher:
         return (z.min(axis=0) >> np.uint64(32)).astype(np.uint32)
 
 
-def near_duplicates(signatures: Sequence[Optional[np.ndarray]], bands: int, rows: int,
+def near_duplicates(signatures: Sequence[np.ndarray | None], bands: int, rows: int,
                     threshold: float) -> dict[int, int]:
     """{duplicate index: index of the document it duplicates (the earliest of its cluster)}.
 

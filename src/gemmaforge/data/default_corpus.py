@@ -10,29 +10,33 @@ import importlib.util
 import json
 import re
 import sysconfig
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import DataConfig
 
 Docs = Iterator[tuple[str, str]]  # (id within the part, text)
 
 
-def _package_dir(package: str) -> Optional[Path]:
+def _package_dir(package: str) -> Path | None:
     """Install location of a package, found without importing it (some need deps we skip)."""
     spec = importlib.util.find_spec(package)
     return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
 
 
-def _in_package(package: str, rel: str) -> Callable[[], Optional[Path]]:
-    def locate() -> Optional[Path]:
+def _in_package(package: str, rel: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
         d = _package_dir(package)
         return d / rel if d and (d / rel).exists() else None
     return locate
 
 
-def _existing(path: Path) -> Callable[[], Optional[Path]]:
+def _existing(path: Path) -> Callable[[], Path | None]:
     return lambda: path if path.exists() else None
 
 
@@ -49,7 +53,7 @@ def _schelling(path: Path) -> Docs:
             yield str(no), json.loads(line)["0"]
 
 
-_SCENE = re.compile(r"^### ", re.M)
+_SCENE = re.compile(r"^### ", re.MULTILINE)
 
 
 def _shakespeare(root: Path) -> Docs:
@@ -72,8 +76,8 @@ def _stdlib(root: Path) -> Docs:
             yield str(rel), f.read_text("utf-8")
 
 
-_MM_SECTION = re.compile(r"^\s*(?:=-){10,}.*\n", re.M)
-_MM_PROOF = re.compile(r"\$=.*?\$\.", re.S)
+_MM_SECTION = re.compile(r"^\s*(?:=-){10,}.*\n", re.MULTILINE)
+_MM_PROOF = re.compile(r"\$=.*?\$\.", re.DOTALL)
 
 
 def _metamath(path: Path) -> Docs:
@@ -95,10 +99,10 @@ class Part:
     description: str
     install: str  # the exact command that makes it available
     license: str
-    locate: Callable[[], Optional[Path]]
+    locate: Callable[[], Path | None]
     read: Callable[[Path], Docs]
 
-    def documents(self, limit: Optional[int] = None) -> Docs:
+    def documents(self, limit: int | None = None) -> Docs:
         path = self.locate()
         if path is None:
             raise DataError(f"default corpus part {self.name!r} is not installed: {self.install}")
@@ -135,7 +139,7 @@ class PartStatus:
     name: str
     kind: str
     available: bool
-    path: Optional[Path]
+    path: Path | None
     install: str
     license: str
 
@@ -167,7 +171,7 @@ def format_status(statuses: list[PartStatus]) -> str:
     return "\n".join(lines)
 
 
-def default_config(output: str, tokenizer: str, **overrides) -> "DataConfig":
+def default_config(output: str, tokenizer: str, **overrides) -> DataConfig:
     """The standard recipe over the whole default corpus: rules and safety on prose, dedup everywhere."""
     from .config import DataConfig
 

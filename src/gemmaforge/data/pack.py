@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class ShardWriter:
     def _open(self) -> None:
         self.close()
         name = shard_name(len(self.shards))
-        self._file = open(self.directory / name, "wb")
+        self._file = open(self.directory / name, "wb")  # noqa: SIM115 (closed by close())
         self._hash = hashlib.sha256()
         self._filled = 0
         self.shards.append({"file": name, "tokens": 0, "sha256": ""})

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sys
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 

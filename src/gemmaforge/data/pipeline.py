@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -45,20 +45,20 @@ class _Analyzer:
     """Per-document work context, shipped to each worker once."""
 
     filters: list[FilterConfig]
-    eval_ngrams: Optional[EvalNgrams]
+    eval_ngrams: EvalNgrams | None
     min_matches: int
     exact: bool
-    minhasher: Optional[MinHasher]
+    minhasher: MinHasher | None
 
 
 @dataclass
 class _Result:
-    text: Optional[str] = None  # set only when a filter edited the text
-    drop: Optional[tuple[str, str]] = None  # (stage, reason)
+    text: str | None = None  # set only when a filter edited the text
+    drop: tuple[str, str] | None = None  # (stage, reason)
     eval_items: list[str] = field(default_factory=list)
     eval_ngrams: int = 0
-    exact: Optional[bytes] = None
-    signature: Optional[np.ndarray] = None
+    exact: bytes | None = None
+    signature: np.ndarray | None = None
 
 
 def _analyze(ctx: _Analyzer, docs: list[Document]) -> list[_Result]:
@@ -122,8 +122,8 @@ def _check_output(config: DataConfig) -> Path:
     return out
 
 
-def prepare(config: DataConfig, tokenizer: Optional[Tokenizer] = None,
-            executor: Optional[Executor] = None) -> Manifest:
+def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
+            executor: Executor | None = None) -> Manifest:
     """Run the whole pipeline; returns the manifest also written to `config.output`/manifest.json.
 
     `tokenizer` defaults to `gemmaforge.load_tokenizer(config.tokenizer)`; `executor` to the one
@@ -149,7 +149,7 @@ def prepare(config: DataConfig, tokenizer: Optional[Tokenizer] = None,
             executor.close()
 
 
-def _run(config: DataConfig, out: Path, docs: list[Document], eval_ngrams: Optional[EvalNgrams],
+def _run(config: DataConfig, out: Path, docs: list[Document], eval_ngrams: EvalNgrams | None,
          tok: Tokenizer, executor: Executor, timings: dict[str, float]) -> Manifest:
     d = config.dedup
     ctx = _Analyzer(config.filters, eval_ngrams, config.decontam.min_matches, d.exact,

@@ -8,7 +8,8 @@ shards byte-identical to a local run's.
 from __future__ import annotations
 
 import pickle
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -10,9 +10,9 @@ import glob
 import gzip
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .config import SourceConfig
 from .errors import DataError

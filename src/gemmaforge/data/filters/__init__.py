@@ -10,5 +10,17 @@ from .safety import SafetyFilter
 FILTERS: dict[str, type] = {cls.name: cls for cls in (
     GopherQuality, GopherRepetition, C4, QualityFilter, PerplexityFilter, SafetyFilter)}
 
-__all__ = ["Drop", "Filter", "Verdict", "FILTERS", "GopherQuality", "GopherRepetition", "C4",
-           "QualityClassifier", "QualityFilter", "load_labelled_jsonl", "PerplexityFilter", "SafetyFilter"]
+__all__ = [
+    "C4",
+    "FILTERS",
+    "Drop",
+    "Filter",
+    "GopherQuality",
+    "GopherRepetition",
+    "PerplexityFilter",
+    "QualityClassifier",
+    "QualityFilter",
+    "SafetyFilter",
+    "Verdict",
+    "load_labelled_jsonl",
+]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Sequence, Union
+from typing import ClassVar, Protocol
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class Drop:
     reason: str
 
 
-Verdict = Union[str, Drop]
+Verdict = str | Drop  # the (possibly edited) text, or why it goes
 
 
 class Filter(Protocol):

@@ -8,8 +8,9 @@ and any tokenizer with `encode(text, add_bos=True)` works; by default the shippe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 

@@ -7,9 +7,10 @@ and fastText's recipe): it trains in seconds in numpy and needs no vocabulary fi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class QualityClassifier:
     @classmethod
     def train(cls, texts: Sequence[str], labels: Sequence[int], *, buckets: int = 1 << 18,
               orders: tuple[int, ...] = (1, 2), epochs: int = 10, lr: float = 0.5, l2: float = 1e-6,
-              seed: int = 0) -> "QualityClassifier":
+              seed: int = 0) -> QualityClassifier:
         """SGD on the logistic loss; labels are 1 (keep-worthy) and 0 (junk)."""
         y = np.asarray(labels, dtype=np.float64)
         if len(texts) != len(y) or not len(y) or set(np.unique(y)) - {0.0, 1.0} or len(np.unique(y)) < 2:
@@ -73,7 +74,7 @@ class QualityClassifier:
             np.savez(f, weights=self.weights, bias=np.float64(self.bias), meta=np.array(meta))
 
     @classmethod
-    def load(cls, path: str | Path) -> "QualityClassifier":
+    def load(cls, path: str | Path) -> QualityClassifier:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
