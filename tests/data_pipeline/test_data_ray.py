@@ -12,8 +12,8 @@ ray = pytest.importorskip("ray", reason="the Ray backend is the optional extra g
 
 def test_ray_run_is_byte_identical_to_local(corpus, make_config, spm_tokenizer):
     local = prepare(make_config(corpus, "local", workers=2), tokenizer=spm_tokenizer)
-    # Workers unpickle the test tokenizer, whose class lives in this directory's conftest.
-    path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p)
+    # Workers unpickle the test tokenizer, whose class lives in data_pipeline.conftest under tests/.
+    path = os.pathsep.join(p for p in (str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
