@@ -167,7 +167,7 @@ def format_status(statuses: list[PartStatus]) -> str:
     lines = []
     for s in statuses:
         state = f"ok       {s.path}" if s.available else f"MISSING  run: {s.install}"
-        lines.append(f"{s.name:<19} {s.kind:<6} {state}")
+        lines.append(f"{s.name:<19} {s.kind:<6} {state}\n{'':<26} license: {s.license}")
     return "\n".join(lines)
 
 
