@@ -88,6 +88,16 @@ def spm_tokenizer(prose) -> SpmTokenizer:
     return SpmTokenizer(f.getvalue())
 
 
+@pytest.fixture(scope="session")
+def gemma_tokenizer_dir(tmp_path_factory, prose) -> Path:
+    """A Gemma-style tokenizer (gemmaforge.tokenizer_train) over the prose fixture, as a directory."""
+    from gemmaforge.tokenizer_train import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer(prose, vocab_size=600, output_dir=out, num_reserved=0)
+    return out
+
+
 @pytest.fixture
 def corpus(tmp_path, prose, code_files):
     """Web text as .txt files and gzipped JSONL, stdlib code by glob, plus planted problems."""

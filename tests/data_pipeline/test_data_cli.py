@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from gemmaforge.data import DataError, add_data_arguments, data_main
+from gemmaforge.data import DataError, PackedDataset, add_data_arguments, data_main
+from gemmaforge.errors import GemmaForgeError
 
 
 def _parse(argv):
@@ -14,17 +15,25 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def test_prepare_from_config_with_overrides(tmp_path, monkeypatch, byte_tokenizer, code_files, capsys):
+def test_prepare_from_config_with_overrides(tmp_path, gemma_tokenizer_dir, code_files, capsys):
+    """The tokenizer comes from gemmaforge.load_tokenizer, here a directory that train_tokenizer wrote."""
     (tmp_path / "c.json").write_text(json.dumps({
-        "output": "ignored", "tokenizer": "bytes", "seq_len": 32, "progress": True,
+        "output": "ignored", "tokenizer": str(gemma_tokenizer_dir), "seq_len": 32, "progress": True,
         "sources": [{"name": "code", "kind": "code", "paths": [str(p) for p in code_files[:3]]}]}))
-    monkeypatch.setattr("gemmaforge.data.pipeline.load_tokenizer", lambda source: byte_tokenizer)
     args = _parse(["prepare", "--config", str(tmp_path / "c.json"), "--output", str(tmp_path / "out"),
-                   "--workers", "1", "--no-progress"])
+                   "--workers", "2", "--no-progress"])
     assert data_main(args) == 0
     out = capsys.readouterr().out
     assert str(tmp_path / "out") in out and "kept 3 of 3 documents" in out
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["progress"] is False
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config"]["progress"] is False and manifest["tokenizer"]["vocab_size"] == 600
+    assert PackedDataset(tmp_path / "out")[0][0] == manifest["tokenizer"]["bos_id"] == 2
+
+    args = _parse(["prepare", "--config", str(tmp_path / "c.json"), "--output", str(tmp_path / "out2"),
+                   "--tokenizer", str(tmp_path / "missing.model")])
+    with pytest.raises(GemmaForgeError, match="missing.model"):
+        data_main(args)
+    assert not (tmp_path / "out2").exists()
 
 
 def test_prepare_needs_exactly_one_config_source(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from ..tokenizer import load_tokenizer
 from .config import DataConfig, FilterConfig
 from .decontam import EvalNgrams
 from .dedup import MinHasher, exact_key, near_duplicates
@@ -91,14 +92,6 @@ def _analyze(ctx: _Analyzer, docs: list[Document]) -> list[_Result]:
 
 def _tokenize(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
     return [np.asarray(tok.encode(t, add_bos=True) + [tok.eos_id], dtype=DTYPE) for t in texts]
-
-
-def load_tokenizer(source: str) -> Tokenizer:
-    try:
-        from gemmaforge import load_tokenizer as load
-    except ImportError as e:
-        raise DataError(f"tokenizer {source!r}: gemmaforge.load_tokenizer is not available ({e})") from None
-    return load(source)
 
 
 def make_executor(config: DataConfig) -> Executor:
