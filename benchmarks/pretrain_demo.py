@@ -1,10 +1,12 @@
 """Proof at demo scale: pre-train a ~14M-parameter Gemma on real text on this machine's CPUs.
 
 The corpus is what every Python install carries: the CPython standard library's .py files plus
-the text under /usr/share/doc (licence files skipped, exact duplicates dropped), split by document
-into train and validation, tokenised with an 8192-piece SentencePiece model trained here. Then
-`configs/pretrain-demo.toml` runs through `pretrain`, and the validation loss is set against the
-unigram entropy of the validation tokens (the best loss without context).
+the prose under /usr/share/doc (READMEs, NEWS, changelogs; licences skipped, exact duplicates
+dropped), split by document into train and validation. gemmaforge's own tools make the data: an
+8192-piece Gemma-style tokenizer (`train_tokenizer`) and packed shards (`gemmaforge.data.prepare`,
+no filters: the text is trusted). Then `configs/pretrain-demo.toml` runs through `pretrain`, and
+the validation loss is set against the unigram entropy of the validation tokens (the best loss a
+model without context can reach).
 
     python benchmarks/pretrain_demo.py [--data runs/demo-data] [--config configs/pretrain-demo.toml]
                                        [--out benchmarks/results]
@@ -24,22 +26,21 @@ import sysconfig
 import time
 from pathlib import Path
 
-import numpy as np
-
 VOCAB = 8192
 MAX_BYTES = 24_000_000  # plenty for a 10-minute run, quick to tokenise
 MAX_DOC = 100_000
 VAL_FRACTION = 0.02
+SEQ_LEN = 256
 
 
-def documents() -> list[str]:
-    """Distinct texts from the stdlib and /usr/share/doc, each cut at MAX_DOC characters so that
-    no single giant changelog dominates, in a fixed shuffled order."""
+def documents() -> list[tuple[str, str]]:
+    """(kind, text) of distinct texts from the stdlib ("code") and /usr/share/doc ("web"), each cut
+    at MAX_DOC characters so that no giant changelog dominates, in a fixed shuffled order."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts)
-    files += sorted(p for p in Path("/usr/share/doc").rglob("*") if p.is_file() and _is_prose(p.name))
+    files = [("code", p) for p in sorted(stdlib.rglob("*.py")) if "site-packages" not in p.parts]
+    files += [("web", p) for p in sorted(Path("/usr/share/doc").rglob("*")) if p.is_file() and _is_prose(p.name)]
     seen, docs = set(), []
-    for p in files:
+    for kind, p in files:
         try:
             raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
             text = raw.decode("utf-8")[:MAX_DOC]
@@ -48,13 +49,13 @@ def documents() -> list[str]:
         key = hashlib.sha1(text.encode()).digest()
         if len(text) > 200 and key not in seen:
             seen.add(key)
-            docs.append(text)
+            docs.append((kind, text))
     random.Random(0).shuffle(docs)
     kept, total = [], 0
-    for d in docs:
-        if total + len(d) <= MAX_BYTES:
-            kept.append(d)
-            total += len(d)
+    for kind, text in docs:
+        if total + len(text) <= MAX_BYTES:
+            kept.append((kind, text))
+            total += len(text)
     return kept
 
 
@@ -67,29 +68,29 @@ def _is_prose(name: str) -> bool:
 
 
 def build_corpus(directory: Path) -> dict:
-    import sentencepiece as spm
+    """tokenizer/, train/ and val/ (prepared data directories) under `directory`."""
+    from gemmaforge.data import DataConfig, DedupConfig, SourceConfig, prepare
+    from gemmaforge.tokenizer_train import train_tokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     docs = documents()
     n_val = max(1, int(len(docs) * VAL_FRACTION))
-    val_docs, train_docs = docs[:n_val], docs[n_val:]
-    sample = directory / "sp-train.txt"
-    sample.write_text("\n".join(train_docs), encoding="utf-8")
-    # Gemma's special ids (pad 0, eos 1, bos 2, unk 3); whitespace kept verbatim for code.
-    spm.SentencePieceTrainer.train(
-        input=str(sample), model_prefix=str(directory / "tokenizer"), vocab_size=VOCAB, model_type="bpe",
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, byte_fallback=True, character_coverage=1.0,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True,
-        split_digits=True, user_defined_symbols=["\n", "\t"], input_sentence_size=400_000,
-        shuffle_input_sentence=True, num_threads=os.cpu_count(), minloglevel=2)
-    sample.unlink()
-    sp = spm.SentencePieceProcessor(model_file=str(directory / "tokenizer.model"))
+    parts = {"val": docs[:n_val], "train": docs[n_val:]}
+    tokenizer = train_tokenizer((text for _, text in parts["train"]), VOCAB, directory / "tokenizer", family=1)
     stats = {}
-    for name, part in (("train", train_docs), ("val", val_docs)):
-        ids = sp.encode(part, num_threads=os.cpu_count())
-        stream = np.concatenate([np.array([sp.bos_id(), *d, sp.eos_id()], dtype="<u4") for d in ids])
-        stream.tofile(directory / f"{name}.bin")
-        stats[name] = {"documents": len(part), "bytes": sum(len(d.encode()) for d in part), "tokens": int(len(stream))}
+    for part, part_docs in parts.items():
+        sources = []
+        for kind in ("code", "web"):
+            raw = directory / "raw" / f"{part}-{kind}.jsonl"
+            raw.parent.mkdir(exist_ok=True)
+            raw.write_text("".join(json.dumps({"text": t}) + "\n" for k, t in part_docs if k == kind), "utf-8")
+            sources.append(SourceConfig(name=f"{part}-{kind}", kind=kind, paths=[str(raw)]))
+        manifest = prepare(DataConfig(output=str(directory / part), tokenizer=str(directory / "tokenizer"),
+                                      sources=sources, seq_len=SEQ_LEN, dedup=DedupConfig(minhash=False),
+                                      overwrite=True, progress=False), tokenizer=tokenizer)
+        stats[part] = {"documents": len(part_docs), "bytes": sum(len(t.encode()) for _, t in part_docs),
+                       "tokens": manifest.total_tokens}
+    shutil.rmtree(directory / "raw")
     (directory / "corpus.json").write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 
@@ -107,13 +108,13 @@ def main() -> None:
     from gemmaforge.train.pretrain import pretrain
 
     start = time.perf_counter()
-    if not all((args.data / f).exists() for f in ("train.bin", "val.bin", "corpus.json")):
+    if not (args.data / "corpus.json").exists():
         print(f"building the corpus in {args.data} ...", flush=True)
         build_corpus(args.data)
     corpus = json.loads((args.data / "corpus.json").read_text())
     corpus_s = time.perf_counter() - start
     config = TrainConfig.load(args.config)
-    config = config.replace(data={"train": str(args.data / "train.bin"), "val": str(args.data / "val.bin")})
+    config = config.replace(data={"train": str(args.data / "train"), "val": str(args.data / "val")})
     if Path(config.out_dir).exists():
         shutil.rmtree(config.out_dir)  # a demo run always starts fresh
     summary = pretrain(config)

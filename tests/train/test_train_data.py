@@ -69,8 +69,41 @@ def test_validation_share_and_unigram_entropy(token_file):
     (lambda d: np.arange(5, dtype="<u4").tofile(d / "short.bin") or d / "short.bin", "too short"),
     (lambda d: np.array([1, 2, 999] * 20, dtype="<u4").tofile(d / "big.bin") or d / "big.bin",
      "token id 999, outside the model's vocabulary of 512"),
-    (lambda d: d, r"(manifest|gemmaforge\.data)"),  # a directory that was not prepared
+    (lambda d: d, "not a prepared data directory"),
 ])
 def test_unusable_data_paths_stop_with_the_field_named(tmp_path, make, message):
     with pytest.raises(TrainError, match=f"^data.train: .*{message}"):
         open_blocks(make(tmp_path), seq_len=8, vocab_size=512, field="data.train")
+
+
+class ByteTokenizer:
+    """The smallest tokenizer the data pipeline accepts: bytes + 4 specials (ids below 260)."""
+
+    bos_id, eos_id, vocab_size = 2, 1, 260
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        return [self.bos_id] * add_bos + [b + 4 for b in text.encode()]
+
+
+def prepared_dir(tmp_path, tokenizer=ByteTokenizer()):
+    from gemmaforge.data import DataConfig, DedupConfig, SourceConfig, prepare
+
+    (tmp_path / "docs").mkdir()
+    for i in range(30):
+        (tmp_path / "docs" / f"{i}.txt").write_text(f"document {i}: " + "the quick brown fox " * (5 + i))
+    prepare(DataConfig(output=str(tmp_path / "prepared"), tokenizer="unused", seq_len=32, workers=1,
+                       progress=False, dedup=DedupConfig(minhash=False),
+                       sources=[SourceConfig(name="docs", kind="web", paths=[str(tmp_path / "docs")])]),
+            tokenizer=tokenizer)
+    return tmp_path / "prepared"
+
+
+def test_reads_a_directory_prepared_by_the_data_pipeline(tmp_path):
+    pytest.importorskip("gemmaforge.data")
+    path = prepared_dir(tmp_path)
+    ds = open_blocks(path, seq_len=16, vocab_size=512, field="data.train")  # re-windowed from 32
+    assert len(ds) > 10 and ds[0].shape == (17,) and ds[0][0] == ByteTokenizer.bos_id
+    batches = StepBatches(ds, global_batch=4, micro_batch=2, seed=0).micro_batches(0)
+    assert [b.shape for b in batches] == [(2, 17), (2, 17)] and batches[0].dtype == torch.long
+    with pytest.raises(TrainError, match=r"^data.train: .*260-piece vocabulary, larger than the model's 256"):
+        open_blocks(path, seq_len=16, vocab_size=256, field="data.train")

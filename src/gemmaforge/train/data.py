@@ -54,7 +54,7 @@ def open_blocks(path: str | Path, seq_len: int, vocab_size: int, field: str) -> 
         raise TrainError(f"{field}: no data path given")
     try:
         if p.is_dir():
-            ds = _prepared_dir(p, seq_len, field)
+            ds = _prepared_dir(p, seq_len, vocab_size, field)
         elif p.is_file():
             ds = TokenFile(p, seq_len)
             top = ds.max_token()
@@ -72,18 +72,20 @@ def open_blocks(path: str | Path, seq_len: int, vocab_size: int, field: str) -> 
     return ds
 
 
-def _prepared_dir(p: Path, seq_len: int, field: str) -> BlockDataset:
-    """The data pipeline's output directory (manifest.json + token shards)."""
+def _prepared_dir(p: Path, seq_len: int, vocab_size: int, field: str) -> BlockDataset:
+    """The data pipeline's output directory (manifest.json + token shards). Its token range is
+    judged by the tokenizer the manifest names rather than by scanning every shard."""
+    from ..data import DataError, PackedDataset
+
     try:
-        from ..data import DataError, PackedDataset
-    except ImportError:
-        raise TrainError(f"{field}: {p} is a directory, but reading prepared data directories needs "
-                         "gemmaforge.data, which this installation lacks; pass a flat uint32 token "
-                         "file instead") from None
-    try:
-        return PackedDataset(p, seq_len)
+        ds = PackedDataset(p, seq_len)
     except DataError as e:
         raise TrainError(f"{field}: {e}") from None
+    vocab = ds.manifest.get("tokenizer", {}).get("vocab_size")
+    if vocab is not None and vocab > vocab_size:
+        raise TrainError(f"{field}: {p} was tokenised with a {vocab}-piece vocabulary, larger than the "
+                         f"model's {vocab_size} (model.vocab_size)")
+    return ds
 
 
 class StepBatches:
