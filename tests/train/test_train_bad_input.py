@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from train_helpers import write_config
 
 from gemmaforge.train.pretrain import main
-from train_helpers import write_config
 
 
 def fails(capsys, *argv: str) -> str:

@@ -10,8 +10,15 @@ import pytest
 import torch
 
 import gemmaforge as gf
-from gemmaforge.train.checkpoint import (check_compatible, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                         read_meta, remove_partial, save_checkpoint)
+from gemmaforge.train.checkpoint import (
+    check_compatible,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    read_meta,
+    remove_partial,
+    save_checkpoint,
+)
 from gemmaforge.train.config import OptimSection
 from gemmaforge.train.distributed import DistInfo
 from gemmaforge.train.errors import TrainError

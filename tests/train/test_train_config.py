@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from train_helpers import write_config
 
 import gemmaforge as gf
 from gemmaforge.train.config import TrainConfig
 from gemmaforge.train.errors import TrainError
-from train_helpers import write_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -85,7 +85,7 @@ class ByteTokenizer:
         return [self.bos_id] * add_bos + [b + 4 for b in text.encode()]
 
 
-def prepared_dir(tmp_path, tokenizer=ByteTokenizer()):
+def prepared_dir(tmp_path):
     from gemmaforge.data import DataConfig, DedupConfig, SourceConfig, prepare
 
     (tmp_path / "docs").mkdir()
@@ -94,7 +94,7 @@ def prepared_dir(tmp_path, tokenizer=ByteTokenizer()):
     prepare(DataConfig(output=str(tmp_path / "prepared"), tokenizer="unused", seq_len=32, workers=1,
                        progress=False, dedup=DedupConfig(minhash=False),
                        sources=[SourceConfig(name="docs", kind="web", paths=[str(tmp_path / "docs")])]),
-            tokenizer=tokenizer)
+            tokenizer=ByteTokenizer())
     return tmp_path / "prepared"
 
 

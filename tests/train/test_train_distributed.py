@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_helpers import run_pretrain, write_config
 
 import gemmaforge as gf
 from gemmaforge.train.metrics import read_rows
-from train_helpers import run_pretrain, write_config
 
 # Constant LR after warm-up, so that a run stopped at step 4 and resumed to 8 follows the same schedule.
 SETTINGS = dict(train={"max_steps": 8}, optim={"lr": 3e-3, "warmup_steps": 2, "min_lr_ratio": 1.0},

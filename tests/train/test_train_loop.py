@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
+from train_helpers import config_table
 
 from gemmaforge.train.config import TrainConfig
 from gemmaforge.train.metrics import read_rows
 from gemmaforge.train.pretrain import pretrain
-from train_helpers import config_table
 
 
 def run(tmp_path, name: str = "run", **sections) -> list[dict]:

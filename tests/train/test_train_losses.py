@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from train_helpers import subprocess_env
 
 import gemmaforge as gf
 from gemmaforge.train.losses import IGNORE_INDEX, chunked_cross_entropy
-from train_helpers import subprocess_env
 
 
 def full_ce(hidden, weight, targets, softcap):

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 
-from gemmaforge.train.metrics import read_rows
 from train_helpers import run_pretrain, subprocess_env, write_config
+
+from gemmaforge.train.metrics import read_rows
 
 STEPS = 60
 SETTINGS = dict(train={"max_steps": STEPS}, checkpoint={"interval": 10, "keep": 2},

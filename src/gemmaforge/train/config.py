@@ -9,12 +9,13 @@ key overrides one of its fields.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from ..config import GemmaConfig
 from ..errors import ConfigError

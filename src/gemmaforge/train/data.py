@@ -8,8 +8,9 @@ file of little-endian uint32 tokens (`TokenFile`), and a directory prepared by t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch

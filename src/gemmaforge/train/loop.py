@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
 from ..model import Gemma
-from .checkpoint import (check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial,
-                         save_checkpoint)
+from .checkpoint import check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_sum
 from .errors import TrainError
@@ -71,7 +71,8 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if bf16 else None
         self.identity = {**data.identity(), "seq_len": config.data.seq_len}
         peak = config.log.peak_tflops
-        self.peak_flops = peak * 1e12 if peak else measure_matmul_flops(info.device, self.autocast_dtype or torch.float32)
+        self.peak_flops = peak * 1e12 if peak else \
+            measure_matmul_flops(info.device, self.autocast_dtype or torch.float32)
         self.flops_per_token = flops_per_token(self.gemma_config, config.data.seq_len, self.n_params)
 
     # -- one step ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ activation checkpointing and torch.compile per Block, then DDP or FSDP2 across r
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
