@@ -93,12 +93,12 @@ def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", c
         samples = _run_task(lm, task, items, config)
         metrics, groups = task.aggregate(samples)
         shots = shots_for(task, config.shots, items[0]) if items else 0
+        primary = task.primary(config.samples)
         log_path = _write_samples(out / f"samples_{task.name}.jsonl", samples) if out else None
-        results.tasks.append(TaskResult(task.name, task.description, len(items), shots, task.primary, metrics,
-                                        groups, round(time.monotonic() - start, 3),
-                                        str(log_path) if log_path else None))
-        m = metrics[task.primary]
-        log.info("%s: %s = %.4f ± %.4f (n=%d)", task.name, task.primary, m.value, m.stderr, m.n)
+        results.tasks.append(TaskResult(task.name, task.description, len(items), shots, primary, metrics, groups,
+                                        round(time.monotonic() - start, 3), str(log_path) if log_path else None))
+        m = metrics[primary]
+        log.info("%s: %s = %.4f ± %.4f (n=%d)", task.name, primary, m.value, m.stderr, m.n)
     if out:
         results.write(out)
     return results

@@ -123,7 +123,7 @@ class GSM8K(_FixedExemplars):
 
     name = "gsm8k"
     default_shots = 8
-    primary_metric = "maj@1"
+    primary_metric = "maj@{n}"
     vote = True
     stop = ("Question:", "\n\n")
     max_new_tokens = 256
@@ -156,7 +156,7 @@ class GSM8K(_FixedExemplars):
 class MATH(_FixedExemplars):
     """Competition maths (Hendrycks et al.), Minerva 4-shot prompt, normalised final answer."""
 
-    primary_metric = "maj@1"
+    primary_metric = "maj@{n}"
     vote = True
     default_shots = 4
     stop = ("Problem:", "\n\n")

@@ -101,9 +101,10 @@ class Task(ABC):
                 metrics[f"{k}_macro"] = Metric(*macro_average(per_group), len(by_metric[k]))
         return metrics, groups
 
-    @property
-    def primary(self) -> str:
-        return f"{self.primary_metric}_macro" if self.macro_average else self.primary_metric
+    def primary(self, samples: int = 1) -> str:
+        """The headline metric's name; `{n}` in `primary_metric` is the number of samples (maj@n)."""
+        name = self.primary_metric.format(n=samples)
+        return f"{name}_macro" if self.macro_average else name
 
 
 class MultipleChoiceTask(Task):

@@ -110,9 +110,6 @@ class HellaSwag(_ValidationSetTask):
         text = text.strip().replace(" [title]", ". ")
         return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
 
-    def item_id(self, index: int, row: dict[str, Any]) -> str:
-        return str(row["ind"])
-
     def question(self, doc: dict[str, Any]) -> str:
         return self.clean(f"{doc['activity_label']}: {doc['ctx_a']} {doc['ctx_b'].capitalize()}")
 
