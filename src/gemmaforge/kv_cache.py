@@ -1,0 +1,77 @@
+"""A preallocated key/value cache for incremental decoding.
+
+Global layers keep every position (slot = position); sliding-window layers keep only their window
+in a ring buffer (slot = position mod window). Each slot remembers the position it holds (-1 when
+empty), so attention masks come from positions alone and batches of different lengths need no
+special cases. One extra "trash" slot per layer absorbs padding tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import GemmaConfig
+
+
+@dataclass
+class KVCache:
+    keys: list[torch.Tensor]  # per layer [B, n_kv, slots + 1, head_dim]
+    values: list[torch.Tensor]
+    slot_pos: list[torch.Tensor]  # per layer [B, slots + 1], -1 = empty
+    ring: list[bool]  # per layer: sliding-window ring buffer?
+    next_position: torch.Tensor  # [B] position of each row's next token
+    max_len: int
+    length: int = 0  # 1 + the largest position stored so far (over rows)
+    prev_length: int = 0  # `length` before the current forward
+
+    @classmethod
+    def allocate(cls, cfg: GemmaConfig, batch: int, max_len: int, dtype: torch.dtype,
+                 device: torch.device | str = "cpu") -> KVCache:
+        keys, values, slot_pos, ring = [], [], [], []
+        for i in range(cfg.n_layers):
+            local = cfg.is_local(i) and cfg.sliding_window < max_len
+            slots = cfg.sliding_window if local else max_len
+            shape = (batch, cfg.n_kv_heads, slots + 1, cfg.head_dim)
+            keys.append(torch.zeros(shape, dtype=dtype, device=device))
+            values.append(torch.zeros(shape, dtype=dtype, device=device))
+            slot_pos.append(torch.full((batch, slots + 1), -1, dtype=torch.long, device=device))
+            ring.append(local)
+        return cls(keys, values, slot_pos, ring,
+                   torch.zeros(batch, dtype=torch.long, device=device), max_len)
+
+    def begin(self, k_pos: torch.Tensor) -> None:
+        """Called once per forward with the new keys' positions [B, T] (-1 = padding)."""
+        top = int(k_pos.max()) + 1
+        if top > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; position {top - 1} does not fit")
+        self.prev_length, self.length = self.length, max(self.length, top)
+        self.next_position = torch.maximum(self.next_position, k_pos.max(dim=1).values + 1)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor,
+               k_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store new keys/values [B, n_kv, T, D]; return what attention should see, with positions."""
+        kc, vc, pc = self.keys[layer], self.values[layer], self.slot_pos[layer]
+        slots = pc.shape[1] - 1
+        chunk_in_ring = self.ring[layer] and k.shape[2] > 1
+        if chunk_in_ring:  # the chunk may overwrite keys its own earlier queries still need
+            n_old = min(self.prev_length, slots)
+            seen = (torch.cat((kc[:, :, :n_old], k), 2), torch.cat((vc[:, :, :n_old], v), 2),
+                    torch.cat((pc[:, :n_old], k_pos), 1))
+        # Padding, and tokens a ring overwrites within this same chunk, go to the trash slot.
+        keep = k_pos >= 0
+        if self.ring[layer]:
+            keep &= k_pos > k_pos.max(dim=1, keepdim=True).values - slots
+            slot = torch.where(keep, k_pos % slots, slots)
+        else:
+            slot = torch.where(keep, k_pos, slots)
+        idx = slot[:, None, :, None].expand_as(k)
+        kc.scatter_(2, idx, k)
+        vc.scatter_(2, idx, v)
+        pc.scatter_(1, slot, torch.where(keep, k_pos, -1))
+        pc[:, slots] = -1
+        if chunk_in_ring:
+            return seen
+        n = min(self.length, slots)
+        return kc[:, :, :n], vc[:, :, :n], pc[:, :n]

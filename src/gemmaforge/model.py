@@ -1,0 +1,241 @@
+"""The Gemma decoder: one module for Gemma 1, 2 and 3, switched by `GemmaConfig`.
+
+Numerics follow the reference implementations exactly: RMSNorm in float32 with (1 + w), tanh-GELU
+GeGLU, half-split RoPE with float32 angles, the embedding scale cast to the activation dtype,
+soft-caps before the mask, sliding windows that count the current token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GemmaConfig
+from .errors import ConfigError
+from .kv_cache import KVCache
+
+SUPPORTED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    if dtype == torch.float16:
+        raise ConfigError(
+            "float16 is not supported: Gemma's activations overflow float16's range (max 65504) and "
+            "produce inf/NaN; use torch.bfloat16 or torch.float32")
+    if dtype not in SUPPORTED_DTYPES:
+        raise ConfigError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16")
+
+
+class RMSNorm(nn.Module):
+    """Gemma's RMSNorm: computed in float32, scaled by (1 + weight), cast back at the end."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (h * (1.0 + self.weight.float())).to(x.dtype)
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float, scaling: float,
+                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [B, T, head_dim] for half-split RoPE; angles in float32."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device,
+                                            dtype=torch.int64).float() / head_dim))
+    inv_freq = inv_freq / scaling
+    angles = positions.float()[..., None] * inv_freq  # [B, T, head_dim/2]
+    emb = torch.cat((angles, angles), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, H, T, D]; rotate the two halves of each head."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos[:, None] + rotated * sin[:, None]
+
+
+def key_positions(positions: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """Positions of keys, with -1 marking tokens that must never be attended (padding)."""
+    return positions if key_mask is None else positions.masked_fill(~key_mask, -1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GemmaConfig, layer: int):
+        super().__init__()
+        self.cfg = cfg
+        self.layer = layer
+        self.local = cfg.is_local(layer)
+        self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor,
+                key_mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+        if self.cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        cos, sin = rope
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+
+        k_pos = key_positions(positions, key_mask)
+        if cache is not None:
+            k, v, k_pos = cache.update(self.layer, k, v, k_pos)
+        allowed = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] <= positions[:, :, None])
+        if self.local:
+            allowed &= positions[:, :, None] - k_pos[:, None, :] < self.cfg.sliding_window
+
+        rep = self.n_heads // self.n_kv
+        if rep > 1:
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        if self.cfg.attn_softcap is None:
+            bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device)
+            bias.masked_fill_(~allowed, torch.finfo(q.dtype).min)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None], scale=self.cfg.attn_scale)
+        else:
+            scores = (q @ k.transpose(-1, -2)) * self.cfg.attn_scale
+            cap = self.cfg.attn_softcap
+            scores = torch.tanh(scores / cap) * cap  # soft-cap first, then mask (as the reference)
+            scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
+            out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
+
+
+class GeGLU(nn.Module):
+    def __init__(self, cfg: GemmaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
+        self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
+        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
+
+
+class Block(nn.Module):
+    """One decoder layer; the unit for FSDP wrapping and activation checkpointing."""
+
+    def __init__(self, cfg: GemmaConfig, layer: int):
+        super().__init__()
+        self.attn = Attention(cfg, layer)
+        self.mlp = GeGLU(cfg)
+        self.input_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.pre_mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.post_norms = cfg.post_norms
+        if cfg.post_norms:
+            self.post_attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+            self.post_mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor,
+                key_mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+        h = self.attn(self.input_norm(x), rope, positions, key_mask, cache)
+        x = x + (self.post_attn_norm(h) if self.post_norms else h)
+        h = self.mlp(self.pre_mlp_norm(x))
+        return x + (self.post_mlp_norm(h) if self.post_norms else h)
+
+
+class Gemma(nn.Module):
+    """The Gemma decoder. `model(input_ids) -> logits [B, T, V]`.
+
+    Optional inputs serve padded batches and incremental decoding:
+      attention_mask [B, T] (1 = real token; left or right padding),
+      positions [B, T] (default: running count of real tokens),
+      cache: a KVCache from `new_cache` (keys/values are appended to it),
+      logits_at: "all", "last" (only the last position) or "none" (return final hidden states).
+    """
+
+    def __init__(self, config: GemmaConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.final_norm = RMSNorm(config.d_model, config.norm_eps)
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.weight.dtype
+
+    def to(self, *args, **kwargs):  # noqa: D102 - refuse float16 wherever it comes from
+        dtype = kwargs.get("dtype") or next((a for a in args if isinstance(a, torch.dtype)), None)
+        if dtype is not None:
+            check_dtype(dtype)
+        return super().to(*args, **kwargs)
+
+    def half(self):  # noqa: D102
+        check_dtype(torch.float16)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        return KVCache.allocate(self.config, batch_size, max_len or self.config.max_seq_len,
+                                dtype=self.dtype, device=self.embed.weight.device)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output projection (tied to the embedding) plus Gemma 2's final soft-cap."""
+        out = hidden @ self.embed.weight.t()
+        cap = self.config.final_softcap
+        return torch.tanh(out / cap) * cap if cap is not None else out
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(input_ids)
+        # The scale is rounded to the activation dtype first, as the reference does.
+        return h * torch.tensor(math.sqrt(self.config.d_model), dtype=h.dtype)
+
+    @staticmethod
+    def default_positions(attention_mask: torch.Tensor | None, shape: torch.Size, device: torch.device,
+                          cache: KVCache | None) -> torch.Tensor:
+        """Positions count real tokens only, so left padding does not shift them."""
+        if attention_mask is None:
+            pos = torch.arange(shape[1], device=device).expand(shape[0], -1)
+        else:
+            pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return pos + cache.next_position[:, None] if cache is not None else pos
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None, cache: KVCache | None = None,
+                logits_at: str = "all") -> torch.Tensor:
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+        key_mask = attention_mask.bool() if attention_mask is not None else None
+        if positions is None:
+            positions = self.default_positions(key_mask, input_ids.shape, input_ids.device, cache)
+        x = self.embed_tokens(input_ids)
+        cfg = self.config
+        ropes = {
+            "G": rope_cos_sin(positions, cfg.head_dim, cfg.rope_base, cfg.rope_scaling, x.dtype),
+        }
+        if "L" in cfg.layer_types:
+            # Gemma 2 uses one base everywhere; Gemma 3's local layers use their own, unscaled.
+            local_base = cfg.rope_local_base if cfg.family >= 3 else cfg.rope_base
+            local_scale = 1.0 if cfg.family >= 3 else cfg.rope_scaling
+            ropes["L"] = rope_cos_sin(positions, cfg.head_dim, local_base, local_scale, x.dtype)
+        if cache is not None:
+            cache.begin(key_positions(positions, key_mask))
+        for i, block in enumerate(self.layers):
+            x = block(x, ropes[cfg.layer_types[i]], positions, key_mask, cache)
+        if logits_at == "last":
+            x = x[:, -1:]
+        x = self.final_norm(x)
+        if logits_at == "none":
+            return x
+        if logits_at not in ("all", "last"):
+            raise ValueError(f"logits_at must be 'all', 'last' or 'none', got {logits_at!r}")
+        return self.logits(x)

@@ -1,0 +1,44 @@
+"""Checkpoint formats in and out. `load_model` is the one entry point for every source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import GemmaConfig
+from ..model import Gemma, check_dtype
+from ..sources import resolve
+from . import gemma_pytorch, gguf_file, hf, native
+
+
+def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
+               config: GemmaConfig | None = None) -> Gemma:
+    """Load a Gemma from a shipped name ("gemma3-270m"), an HF dir, a .gguf, a .ckpt or our dir.
+
+    `dtype=None` keeps the stored dtype. `config` is needed only for gemma_pytorch checkpoints
+    whose size matches no published preset.
+    """
+    if dtype is not None:
+        check_dtype(dtype)
+    src = resolve(source)
+    if src.kind == "gguf":
+        return gguf_file.load(src.path, dtype)
+    if src.kind == "hf":
+        return hf.load(src.path, dtype)
+    if src.kind == "gemma_pytorch":
+        return gemma_pytorch.load(src.path, dtype, config)
+    return native.load(src.path, dtype)
+
+
+def save_model(model: Gemma, directory: str | Path) -> Path:
+    """Our format: config.json + model.safetensors, written atomically."""
+    return native.save(model, directory)
+
+
+def export_hf(model: Gemma, directory: str | Path) -> Path:
+    """A Hugging Face-layout directory that `transformers` loads."""
+    return hf.export(model, directory)
+
+
+__all__ = ["load_model", "save_model", "export_hf"]

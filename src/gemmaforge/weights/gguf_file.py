@@ -1,0 +1,161 @@
+"""GGUF files (architectures gemma, gemma2, gemma3), dequantised to float32.
+
+GGUF leaves some of Gemma's hyper-parameters implicit (Gemma 3's local RoPE base, the attention
+scalar of the 27B sizes, the layer pattern); they come from the published presets. llama.cpp
+stores every RMSNorm weight as 1 + w; that offset is undone here. Dequantised weights are cached
+on disk so the second load takes about a second instead of several.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import PRESETS, GemmaConfig
+from ..errors import CheckpointError, ConfigError
+from ..model import Gemma
+from .tensors import atomic_save_file, build_model, read_safetensors
+
+ARCHS = {"gemma": 1, "gemma2": 2, "gemma3": 3}
+_LAYER_NAMES = {
+    "attn_q": "attn.q_proj", "attn_k": "attn.k_proj", "attn_v": "attn.v_proj", "attn_output": "attn.o_proj",
+    "attn_q_norm": "attn.q_norm", "attn_k_norm": "attn.k_norm", "attn_norm": "input_norm",
+    "ffn_norm": "pre_mlp_norm", "post_attention_norm": "post_attn_norm", "post_ffw_norm": "post_mlp_norm",
+    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+}
+
+
+def _reader(path: Path):
+    import gguf
+
+    try:
+        return gguf.GGUFReader(str(path))
+    except Exception as e:  # the reader raises ValueError, struct.error, IndexError... on bad bytes
+        raise CheckpointError(f"{path}: not a readable GGUF file (truncated or corrupt?): "
+                              f"{type(e).__name__}: {e}") from None
+
+
+def _field(reader, key: str, default=None):
+    f = reader.fields.get(key)
+    return default if f is None else f.contents()
+
+
+def config_from_gguf(reader, where: str) -> GemmaConfig:
+    arch = _field(reader, "general.architecture")
+    if arch not in ARCHS:
+        raise CheckpointError(f"{where}: architecture {arch!r} is not a Gemma text model "
+                              f"(supported: {', '.join(ARCHS)})")
+    family = ARCHS[arch]
+
+    def meta(key: str, default=None):
+        v = _field(reader, f"{arch}.{key}", default)
+        if v is None:
+            raise CheckpointError(f"{where}: GGUF metadata lacks {arch}.{key}")
+        return v
+
+    embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    if embd is None:
+        raise CheckpointError(f"{where}: GGUF file has no token_embd.weight tensor")
+    d_model, n_layers = int(meta("embedding_length")), int(meta("block_count"))
+    # What GGUF does not store comes from the published model of the same family and size.
+    published = next((c for c in PRESETS.values()
+                      if (c.family, c.d_model, c.n_layers) == (family, d_model, n_layers)), None)
+    base = published or PRESETS[{1: "gemma-2b", 2: "gemma2-2b", 3: "gemma3-1b"}[family]]
+    head_dim = int(meta("attention.key_length", d_model // int(meta("attention.head_count"))))
+    kw = dict(
+        family=family, vocab_size=int(embd.shape[1]), d_model=d_model, n_layers=n_layers,
+        n_heads=int(meta("attention.head_count")), n_kv_heads=int(meta("attention.head_count_kv")),
+        head_dim=head_dim, ffn_dim=int(meta("feed_forward_length")),
+        max_seq_len=int(meta("context_length")),
+        norm_eps=float(f"{float(meta('attention.layer_norm_rms_epsilon')):.7g}"),  # undo float32 storage
+        rope_base=float(meta("rope.freq_base", 10000.0)), name=_field(reader, "general.name", "") or "",
+    )
+    if family >= 2:
+        window = int(meta("attention.sliding_window"))
+        kw.update(post_norms=True, sliding_window=window,
+                  query_pre_attn_scalar=published.query_pre_attn_scalar if published else head_dim)
+        kw["layer_types"] = base.layer_types if published else (
+            "".join("L" if i % 2 == 0 else "G" for i in range(n_layers)) if family == 2
+            else "".join("G" if (i + 1) % 6 == 0 else "L" for i in range(n_layers)))
+    if family == 2:
+        kw.update(attn_softcap=float(meta("attn_logit_softcapping", 50.0)),
+                  final_softcap=float(meta("final_logit_softcapping", 30.0)))
+    if family == 3:
+        kw.update(qk_norm=True, rope_local_base=base.rope_local_base,
+                  rope_scaling=float(_field(reader, f"{arch}.rope.scaling.factor", None) or
+                                     (published.rope_scaling if published else 1.0)))
+    try:
+        return GemmaConfig(**kw)
+    except ConfigError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+
+
+def _our_name(name: str) -> str | None:
+    if name == "token_embd.weight":
+        return "embed.weight"
+    if name == "output_norm.weight":
+        return "final_norm.weight"
+    parts = name.split(".")
+    if parts[0] == "blk" and len(parts) == 4 and parts[2] in _LAYER_NAMES:
+        return f"layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    return None
+
+
+def read_tensors(reader, where: str) -> dict[str, torch.Tensor]:
+    import gguf
+
+    state = {}
+    for t in reader.tensors:
+        name = _our_name(t.name)
+        if name is None:
+            if t.name == "output.weight":
+                raise CheckpointError(f"{where}: has a separate output.weight; Gemma ties it to the embedding")
+            continue
+        try:
+            arr = gguf.quants.dequantize(t.data, t.tensor_type)
+        except NotImplementedError:
+            raise CheckpointError(f"{where}: tensor {t.name} has type {t.tensor_type.name}, "
+                                  "which cannot be dequantised") from None
+        arr = np.asarray(arr, dtype=np.float32).reshape(tuple(int(n) for n in reversed(t.shape)))
+        tensor = torch.from_numpy(arr.copy())
+        if name.endswith("norm.weight"):
+            tensor -= 1.0  # llama.cpp stores 1 + w
+        state[name] = tensor
+    return state
+
+
+def _cache_path(path: Path) -> Path:
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v2".encode()).hexdigest()[:16]
+    root = Path(os.environ.get("GEMMAFORGE_CACHE", Path.home() / ".cache" / "gemmaforge"))
+    return root / "gguf" / f"{path.stem}-{key}.safetensors"
+
+
+def load(path: Path, dtype: torch.dtype | None, use_cache: bool = True) -> Gemma:
+    where = str(path)
+    cache = _cache_path(path)
+    if use_cache and cache.exists():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(cache), "pt") as f:
+                cfg = GemmaConfig.from_json(f.metadata()["gemmaforge_config"])
+            return build_model(cfg, read_safetensors(cache), where, dtype or torch.float32)
+        except (CheckpointError, ConfigError, KeyError, OSError):
+            cache.unlink(missing_ok=True)  # a stale or broken cache is rebuilt from the GGUF
+    reader = _reader(path)
+    cfg = config_from_gguf(reader, where)
+    state = read_tensors(reader, where)
+    model = build_model(cfg, state, where, dtype or torch.float32)
+    if use_cache:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save_file(state, cache, metadata={"gemmaforge_config": json.dumps(cfg.to_dict())})
+        except OSError:
+            pass  # caching is an optimisation; a read-only home must not stop loading
+    return model

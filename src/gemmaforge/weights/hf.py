@@ -1,0 +1,47 @@
+"""Hugging Face-layout directories: config.json + model.safetensors (or a sharded index)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+from ..model import Gemma
+from .hf_config import from_hf_config, to_hf_config
+from .hf_names import hf_names
+from .tensors import atomic_dir, build_model, read_safetensors_dir
+
+
+def load(directory: Path, dtype: torch.dtype | None) -> Gemma:
+    where = directory / "config.json"
+    try:
+        cfg = from_hf_config(json.loads(where.read_text()), str(where))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{where}: malformed JSON: {e}") from None
+    theirs = read_safetensors_dir(directory)
+    # Multimodal Gemma 3 checkpoints nest the text model under language_model.
+    theirs = {k.replace("language_model.model.", "model.").replace("model.language_model.", "model."): v
+              for k, v in theirs.items() if "vision" not in k and "multi_modal" not in k}
+    lm_head = theirs.pop("lm_head.weight", None)
+    ours = {v: k for k, v in hf_names(cfg).items()}
+    state = {ours.get(k, k): v for k, v in theirs.items()}
+    if lm_head is not None and "embed.weight" in state and not torch.equal(lm_head, state["embed.weight"]):
+        raise CheckpointError(f"{directory}: lm_head differs from the embedding; Gemma ties them")
+    stored = state["embed.weight"].dtype if "embed.weight" in state else torch.float32
+    if dtype is None and stored == torch.float16:
+        dtype = torch.float32
+    return build_model(cfg, state, str(directory), dtype or stored)
+
+
+def export(model: Gemma, directory: str | Path) -> Path:
+    """Write a directory that `transformers.AutoModelForCausalLM.from_pretrained` loads."""
+    directory = Path(directory)
+    names = hf_names(model.config)
+    with atomic_dir(directory) as tmp:
+        (tmp / "config.json").write_text(json.dumps(to_hf_config(model.config), indent=2))
+        state = {names[k]: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    return directory

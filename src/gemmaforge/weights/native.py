@@ -1,0 +1,37 @@
+"""Our own checkpoint format: a directory with config.json (GemmaConfig) + model.safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..config import GemmaConfig
+from ..errors import CheckpointError, ConfigError
+from ..model import Gemma
+from .tensors import atomic_dir, build_model, read_safetensors
+
+
+def save(model: Gemma, directory: str | Path) -> Path:
+    """Write `model` to `directory` atomically; `load` gives it back bit-identically."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        (tmp / "config.json").write_text(model.config.to_json())
+        # Tied embedding: one tensor; clone so safetensors sees no shared storage.
+        state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": "gemmaforge"})
+    return directory
+
+
+def load(directory: Path, dtype: torch.dtype | None) -> Gemma:
+    weights = directory / "model.safetensors"
+    if not weights.exists():
+        raise CheckpointError(f"{directory}: no model.safetensors")
+    try:
+        cfg = GemmaConfig.from_json(directory / "config.json")
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"{directory / 'config.json'}: {e}") from None
+    state = read_safetensors(weights)
+    stored = next(iter(state.values())).dtype if state else torch.float32
+    return build_model(cfg, state, str(weights), dtype or stored)

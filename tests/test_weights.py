@@ -1,0 +1,111 @@
+"""Checkpoint formats in and out: our own, Hugging Face directories, gemma_pytorch, GGUF."""
+
+import pytest
+import torch
+from gguf import GGMLQuantizationType
+from gguf.quants import dequantize, quantize
+
+import gemmaforge as gf
+from conftest import hf_twin, random_gemma
+from gguf_fixture import write_gguf
+from gemmaforge.weights import export_hf, gemma_pytorch, load_model, save_model
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMMAFORGE_CACHE", str(tmp_path / "cache"))
+
+
+def same_state(a, b, atol=0.0) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].dtype == sb[k].dtype and (torch.equal(sa[k], sb[k]) if atol == 0 else
+                                        torch.allclose(sa[k], sb[k], atol=atol, rtol=0)) for k in sa)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_save_load_is_bit_identical(tiny_name, tmp_path, dtype):
+    model = random_gemma(tiny_name).to(dtype)
+    save_model(model, tmp_path / "ckpt")
+    back = load_model(tmp_path / "ckpt", dtype=None)
+    assert back.config == model.config and same_state(model, back)
+
+
+@pytest.mark.oracle
+def test_export_loads_in_transformers_with_same_logits(tiny_name, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = random_gemma(tiny_name)
+    export_hf(model, tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", attn_implementation="eager")
+    ids = torch.randint(0, model.config.vocab_size, (1, 20))
+    with torch.no_grad():
+        assert (model(ids) - hf(ids).logits).abs().max() <= 1e-4
+
+
+@pytest.mark.oracle
+def test_loads_sharded_transformers_checkpoint(tiny_name, tmp_path):
+    model = random_gemma(tiny_name)
+    hf_twin(model).save_pretrained(tmp_path / "hf", max_shard_size="100KB")
+    assert (tmp_path / "hf" / "model.safetensors.index.json").exists()
+    back = load_model(tmp_path / "hf")
+    assert back.config.replace(name="") == model.config.replace(name="") and same_state(model, back)
+
+
+def test_gemma_pytorch_checkpoint(tiny_name, tmp_path):
+    model = random_gemma(tiny_name)
+    state = gemma_pytorch.from_ours(model)
+    state["freqs_cis"] = torch.zeros(4, 4)  # a derived buffer the official files carry
+    torch.save({"model_state_dict": state}, tmp_path / "model.ckpt")
+    back = load_model(tmp_path / "model.ckpt")  # config inferred from the tensors
+    assert back.config == model.config and same_state(model, back)
+    assert same_state(model, load_model(tmp_path))  # a directory holding one .ckpt
+
+
+def test_gguf_float32_and_norm_offset(tiny_name, tmp_path):
+    model = random_gemma(tiny_name)
+    back = load_model(write_gguf(model, tmp_path / "m.gguf"))
+    assert back.config.replace(name="") == model.config.replace(name="")
+    # Norms were stored as 1 + w in float32: undoing it costs at most one rounding step.
+    assert same_state(model, back, atol=1e-6)
+    ids = torch.randint(0, model.config.vocab_size, (1, 16))
+    with torch.no_grad():
+        assert (model(ids) - back(ids)).abs().max() <= 1e-4
+
+
+def test_gguf_quantised_tensors_are_dequantised_exactly(tmp_path):
+    model = random_gemma("tiny-gemma3")
+    back = load_model(write_gguf(model, tmp_path / "q.gguf", GGMLQuantizationType.Q8_0))
+    w = model.layers[0].mlp.gate_proj.weight.detach().numpy()
+    expected = dequantize(quantize(w, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0)
+    assert torch.equal(back.layers[0].mlp.gate_proj.weight, torch.from_numpy(expected))
+
+
+def test_gguf_cache_gives_identical_weights(tmp_path):
+    path = write_gguf(random_gemma("tiny-gemma2"), tmp_path / "m.gguf")
+    first, second = load_model(path), load_model(path)
+    assert any((tmp_path / "cache" / "gguf").iterdir()) and same_state(first, second)
+
+
+def test_bfloat16_load(tmp_path):
+    model = random_gemma("tiny-gemma3")
+    save_model(model, tmp_path / "c")
+    back = load_model(tmp_path / "c", dtype=torch.bfloat16)
+    assert back.dtype == torch.bfloat16
+    with pytest.raises(gf.ConfigError, match="float16"):
+        load_model(tmp_path / "c", dtype=torch.float16)
+
+
+def test_atomic_save_keeps_old_checkpoint_on_failure(tmp_path, monkeypatch):
+    model = random_gemma("tiny-gemma-mqa")
+    save_model(model, tmp_path / "c")
+    before = (tmp_path / "c" / "model.safetensors").read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("gemmaforge.weights.native.save_file", boom)
+    with pytest.raises(OSError):
+        save_model(random_gemma("tiny-gemma-mqa", seed=1), tmp_path / "c")
+    assert (tmp_path / "c" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "cache"] or sorted(
+        p.name for p in tmp_path.iterdir()) == ["c"]
