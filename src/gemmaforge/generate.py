@@ -1,0 +1,197 @@
+"""Generation: prefill once, then decode token by token through a preallocated KV cache.
+
+`Decoder` works on token ids and yields one token per row per step; `generate` and `stream` put
+a tokenizer around it. Prompts of different lengths are left-padded into one batch; positions
+count real tokens only, so each row decodes exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import torch
+
+from .errors import InputError
+from .model import Gemma
+from .sampling import Sampling, choose
+
+
+class TextTokenizer(Protocol):
+    eos_id: int
+    end_of_turn_id: int
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def fit_context(prompt: list[int], max_new_tokens: int, context: int, truncate: bool, index: int = 0) -> list[int]:
+    """The prompt, or its first token (BOS) plus its most recent tokens when truncating."""
+    if not prompt:
+        raise InputError(f"prompt {index} is empty (it needs at least the BOS token)")
+    if max_new_tokens < 0:
+        raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    room = context - max_new_tokens
+    if len(prompt) <= room:
+        return prompt
+    if not truncate or room < 2:
+        raise InputError(
+            f"prompt {index} is {len(prompt)} tokens; with max_new_tokens={max_new_tokens} it needs "
+            f"{len(prompt) + max_new_tokens} positions but the model's context is {context}. Shorten the "
+            "prompt, lower max_new_tokens, or ask for truncation (truncate=True / --truncate)")
+    return prompt[:1] + prompt[len(prompt) - room + 1:]
+
+
+class Decoder:
+    """Token-level generation for a batch of prompts; iterate to get each step's new tokens.
+
+    Each step yields a list with the new token id of every row, or None for rows that have
+    finished (a stop id, `max_new_tokens`, or `finish(row)` called by the consumer).
+    """
+
+    def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                 sampling: Sampling = Sampling(), stop_ids: Sequence[int] = (), truncate: bool = False):
+        ctx = model.config.max_seq_len
+        self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
+        self.model, self.sampling, self.max_new_tokens = model, sampling, max_new_tokens
+        self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
+        self.done = [max_new_tokens == 0] * len(self.prompts)
+        self.generators = [torch.Generator().manual_seed(sampling.seed) for _ in self.prompts]
+
+    def finish(self, row: int) -> None:
+        self.done[row] = True
+
+    def _prefill_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p) for p in self.prompts)
+        ids = torch.zeros(len(self.prompts), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(self.prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        return ids, mask
+
+    @torch.inference_mode()
+    def __iter__(self) -> Iterator[list[int | None]]:
+        if not self.prompts or all(self.done):
+            return
+        model, device = self.model, self.model.embed.weight.device
+        batch = len(self.prompts)
+        cache = model.new_cache(batch, max(len(p) for p in self.prompts) + self.max_new_tokens)
+        seen = None
+        if self.sampling.repetition_penalty != 1.0:
+            seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
+            for i, p in enumerate(self.prompts):
+                seen[i, torch.tensor(p, device=device)] = True
+        ids, mask = self._prefill_batch()
+        logits = model(ids.to(device), attention_mask=mask.to(device), cache=cache, logits_at="last")
+        for _ in range(self.max_new_tokens):
+            nxt = choose(logits[:, -1].float(), self.sampling, seen, self.generators).cpu()
+            out: list[int | None] = []
+            for row, tok in enumerate(nxt.tolist()):
+                if self.done[row]:
+                    out.append(None)
+                    continue
+                out.append(tok)
+                if tok in self.stop_ids:
+                    self.done[row] = True
+            yield out
+            if all(self.done):
+                return
+            if seen is not None:
+                seen[torch.arange(batch), nxt.to(device)] = True
+            logits = model(nxt[:, None].to(device), cache=cache)
+        self.done = [True] * batch
+
+
+class TextStream:
+    """Turns a growing list of token ids into text deltas that never split a UTF-8 character.
+
+    Text that could be the start of a stop string is held back until it is known not to be one.
+    """
+
+    def __init__(self, tokenizer: TextTokenizer, stop: Sequence[str] = ()):
+        self.tok, self.stop = tokenizer, [s for s in stop if s]
+        self.ids: list[int] = []
+        self.text = ""  # the whole text so far, cut at a stop string
+        self.emitted = 0  # characters of `text` already handed out
+        self.stopped = False
+
+    def _held_back(self) -> int:
+        return max((k for s in self.stop for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        full = self.tok.decode(self.ids)
+        for s in self.stop:
+            at = full.find(s, max(0, len(self.text) - len(s)))
+            if at >= 0:
+                full, self.stopped = full[:at], True
+        if full.endswith("\ufffd") and not self.stopped:
+            return ""  # a multi-byte character is still incomplete
+        self.text = full
+        end = len(full) if self.stopped else len(full) - self._held_back()
+        delta, self.emitted = full[self.emitted:end], max(self.emitted, end)
+        return delta
+
+    def flush(self) -> str:
+        """Whatever is left once generation ends without a stop string."""
+        if not self.stopped:
+            self.text = self.tok.decode(self.ids)
+        delta, self.emitted = self.text[self.emitted:], len(self.text)
+        return delta
+
+
+def _setup(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]],
+           max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+           repetition_penalty: float, seed: int, add_bos: bool, truncate: bool) -> Decoder:
+    ids = [tokenizer.encode(p, add_bos=add_bos) if isinstance(p, str) else list(p) for p in prompts]
+    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    stop_ids = {tokenizer.eos_id, getattr(tokenizer, "end_of_turn_id", tokenizer.eos_id)}
+    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate)
+
+
+def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], max_new_tokens: int = 64,
+           temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+           repetition_penalty: float = 1.0, seed: int = 0, stop: Sequence[str] = (), add_bos: bool = True,
+           truncate: bool = False) -> Iterator[str]:
+    """Yield the continuation of one prompt as text deltas, as soon as each is complete."""
+    dec = _setup(model, tokenizer, [prompt], max_new_tokens, temperature, top_k, top_p,
+                 repetition_penalty, seed, add_bos, truncate)
+    text = TextStream(tokenizer, stop)
+    stop_ids = set(dec.stop_ids.tolist())
+    for (tok,) in dec:
+        if tok is None or tok in stop_ids:
+            break
+        delta = text.push(tok)
+        if delta:
+            yield delta
+        if text.stopped:
+            dec.finish(0)
+            return
+    rest = text.flush()
+    if rest:
+        yield rest
+
+
+def generate(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]],
+             max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
+             top_p: float | None = None, repetition_penalty: float = 1.0, seed: int = 0,
+             stop: Sequence[str] = (), add_bos: bool = True, truncate: bool = False) -> list[str]:
+    """Continuations of a batch of prompts (strings, or token id lists used as given)."""
+    if isinstance(prompts, str):
+        raise InputError("generate takes a list of prompts; wrap a single prompt in a list")
+    dec = _setup(model, tokenizer, prompts, max_new_tokens, temperature, top_k, top_p,
+                 repetition_penalty, seed, add_bos, truncate)
+    streams = [TextStream(tokenizer, stop) for _ in prompts]
+    stop_ids = set(dec.stop_ids.tolist())
+    for step in dec:
+        for row, tok in enumerate(step):
+            if tok is None or tok in stop_ids:
+                continue
+            streams[row].push(tok)
+            if streams[row].stopped:
+                dec.finish(row)
+    for s in streams:
+        s.flush()
+    return [s.text for s in streams]

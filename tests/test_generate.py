@@ -1,0 +1,115 @@
+"""The generation engine on tiny random models: cache, batching, sampling, stops, limits."""
+
+import pytest
+import torch
+
+import gemmaforge as gf
+from byte_tokenizer import ByteTokenizer
+from conftest import random_gemma
+from gemmaforge.generate import Decoder, TextStream, generate, stream
+from gemmaforge.sampling import Sampling, filter_logits
+
+
+def run(model, prompts, n, **kw):
+    rows = [[] for _ in prompts]
+    for step in Decoder(model, prompts, n, **kw):
+        for r, t in enumerate(step):
+            if t is not None:
+                rows[r].append(t)
+    return rows
+
+
+def test_greedy_decode_equals_argmax_of_full_forward(tiny_name):
+    model = random_gemma(tiny_name, std=0.1)
+    prompt = [2, 17, 99, 5, 300, 41, 7, 8, 9, 10]
+    out = run(model, [prompt], 20)[0]  # 30 positions: the window of 8 wraps several times
+    seq = prompt[:]
+    with torch.no_grad():
+        for tok in out:
+            assert tok == model(torch.tensor([seq]))[0, -1].argmax().item()
+            seq.append(tok)
+
+
+@pytest.mark.parametrize("sampling", [Sampling(), Sampling(temperature=0.8, top_k=50, seed=3)])
+def test_batch_of_different_lengths_equals_each_prompt_alone(tiny_name, sampling):
+    model = random_gemma(tiny_name, std=0.1)
+    prompts = [[2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 40], [2, 77, 78, 79, 80]]
+    batched = run(model, prompts, 12, sampling=sampling)
+    for p, got in zip(prompts, batched):
+        assert got == run(model, [p], 12, sampling=sampling)[0]
+
+
+def test_sampling_is_seeded():
+    model = random_gemma("tiny-gemma3", std=0.05)
+    s = dict(temperature=1.0)
+    a = run(model, [[2, 3, 4]], 15, sampling=Sampling(**s, seed=1))
+    assert a == run(model, [[2, 3, 4]], 15, sampling=Sampling(**s, seed=1))
+    assert a != run(model, [[2, 3, 4]], 15, sampling=Sampling(**s, seed=2))
+
+
+def test_top_k_1_and_tiny_top_p_are_greedy():
+    model = random_gemma("tiny-gemma2", std=0.1)
+    greedy = run(model, [[2, 9, 9]], 10)
+    assert run(model, [[2, 9, 9]], 10, sampling=Sampling(temperature=1.5, top_k=1, seed=4)) == greedy
+    assert run(model, [[2, 9, 9]], 10, sampling=Sampling(temperature=1.5, top_p=1e-6, seed=4)) == greedy
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(filter_logits(logits, None, 0.75))
+    assert kept.tolist() == [[True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, 2, None)).sum() == 2
+
+
+def test_repetition_penalty_discourages_repeats():
+    model = random_gemma("tiny-gemma-mqa", std=0.3)
+    plain = run(model, [[2, 5]], 30)[0]
+    penalised = run(model, [[2, 5]], 30, sampling=Sampling(repetition_penalty=5.0))[0]
+    assert len(set(penalised)) > len(set(plain))
+
+
+def test_stops_on_stop_ids_and_max_new_tokens():
+    model = random_gemma("tiny-gemma3", std=0.1)
+    free = run(model, [[2, 11, 12]], 12)[0]
+    stop = free[4]
+    first = free.index(stop)
+    assert run(model, [[2, 11, 12]], 12, stop_ids=[stop])[0] == free[:first + 1]
+    assert len(run(model, [[2, 11, 12]], 3)[0]) == 3
+    assert run(model, [[2, 11, 12]], 0)[0] == []
+
+
+def test_over_long_prompt_is_a_clear_error_or_truncated_explicitly():
+    model = random_gemma("tiny-gemma-mqa")  # context 256
+    long = [2] + list(range(10, 260))
+    with pytest.raises(gf.InputError, match="prompt 0 is 251 tokens.*context is 256.*truncate"):
+        Decoder(model, [long], 10)
+    dec = Decoder(model, [long], 10, truncate=True)
+    assert dec.prompts[0][0] == 2 and len(dec.prompts[0]) == 246 and dec.prompts[0][-1] == 259
+    with pytest.raises(gf.InputError, match="empty"):
+        Decoder(model, [[]], 4)
+
+
+def test_text_stream_never_splits_a_utf8_character():
+    tok = ByteTokenizer()
+    text = "naïve café — 日本語 👩‍👩‍👧 ok"
+    ts = TextStream(tok)
+    deltas = [ts.push(i) for i in tok.encode(text, add_bos=False)]
+    assert "".join(deltas) == text
+    assert all("\ufffd" not in d for d in deltas)
+    assert sum(1 for d in deltas if d) < len(text.encode())  # multi-byte chars came out whole
+
+
+def test_stop_strings_cut_the_text():
+    tok = ByteTokenizer()
+    ts = TextStream(tok, stop=["\n\n"])
+    out = "".join(ts.push(i) for i in tok.encode("first line\n\nsecond", add_bos=False) if not ts.stopped)
+    assert out == "first line" and ts.stopped
+
+
+def test_generate_and_stream_agree():
+    model = random_gemma("tiny-gemma3", std=0.1)
+    tok = ByteTokenizer()
+    texts = generate(model, tok, ["ab", "hello there"], max_new_tokens=16)
+    assert texts[1] == "".join(stream(model, tok, "hello there", max_new_tokens=16))
+    with pytest.raises(gf.InputError, match="list of prompts"):
+        generate(model, tok, "ab")
