@@ -83,7 +83,8 @@ def test_greedy_flag_and_trailing_space_handling(tiny_model, char_tokenizer):
 def test_generation_is_batched_by_settings_and_returns_n_samples(tiny_model, char_tokenizer, monkeypatch):
     calls = []
 
-    def fake_generate(model, tok, prompts, max_new_tokens, temperature, seed, stop):
+    def fake_generate(model, tok, prompts, max_new_tokens, temperature, seed, stop, truncate):
+        assert truncate
         calls.append((len(prompts), max_new_tokens, temperature, tuple(stop)))
         return [f"<{p[-3:]}>" for p in prompts]
 

@@ -180,7 +180,8 @@ class GemmaLM:
     # -- generation ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest]) -> list[list[str]]:
         """Requests with the same settings run together, longest prompts first, `batch_size` at a
-        time through `gemmaforge.generate`; each prompt appears `n` times for `n` samples."""
+        time through `gemmaforge.generate`; each prompt appears `n` times for `n` samples.
+        (`max_length` bounds log-likelihood rows; generation uses the model's context.)"""
         import gemmaforge as gf
 
         out: list[list[str]] = [[] for _ in requests]
@@ -189,29 +190,18 @@ class GemmaLM:
             groups.setdefault((r.max_new_tokens, r.stop, r.temperature, r.seed, r.options), []).append(i)
         work = []
         for (max_new, stop, temperature, seed, options), idx in groups.items():
-            jobs = [(i, self._fit(self._frame(requests[i].prompt), max_new)) for i in idx
-                    for _ in range(requests[i].n)]
-            jobs.sort(key=lambda j: -len(j[1][0]))
-            work += [(jobs[k:k + self.batch_size], stop, temperature, seed, dict(options))
+            jobs = [(i, self._frame(requests[i].prompt)) for i in idx for _ in range(requests[i].n)]
+            jobs.sort(key=lambda j: -len(j[1]))
+            work += [(jobs[k:k + self.batch_size], max_new, stop, temperature, seed, dict(options))
                      for k in range(0, len(jobs), self.batch_size)]
-        for batch, stop, temperature, seed, options in tqdm(work, desc="generate", unit="batch", leave=False):
-            texts = gf.generate(self.model, self.tok, [p for _, (p, _) in batch],
-                                max_new_tokens=min(m for _, (_, m) in batch), temperature=temperature,
-                                seed=seed, stop=list(stop), **options)
+        for batch, max_new, stop, temperature, seed, options in tqdm(work, desc="generate", unit="batch",
+                                                                     leave=False):
+            # truncate: a prompt too long for the context loses its oldest tokens (BOS kept)
+            texts = gf.generate(self.model, self.tok, [p for _, p in batch], max_new_tokens=max_new,
+                                temperature=temperature, seed=seed, stop=list(stop), truncate=True, **options)
             for (i, _), text in zip(batch, texts):
                 out[i].append(text)
         return out
-
-    def _fit(self, prompt: str, max_new_tokens: int) -> tuple[str, int]:
-        """Shrink the completion budget, then the prompt's oldest tokens, to fit `max_length`."""
-        ids = self.tok.encode(prompt, add_bos=True)
-        room = self.max_length - len(ids)
-        if room >= max_new_tokens:
-            return prompt, max_new_tokens
-        if room >= 1:
-            return prompt, room
-        keep = self.max_length - max(1, min(max_new_tokens, self.max_length // 4))
-        return self.tok.decode(ids[len(ids) - keep + 1:]), self.max_length - keep
 
 
 def _repeat_cache(cache: Any, n: int) -> Any:
