@@ -25,7 +25,6 @@ import os
 import platform
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -108,8 +107,7 @@ def write_tasks(work: Path, arc_limit: int, he_limit: int) -> tuple[list, list]:
     he = select(get_task("humaneval").load(), he_limit)
     for name, items in (("arc", arc), ("humaneval", he)):
         with open(work / f"{name}.jsonl", "w") as f:
-            for it in items:
-                f.write(json.dumps(it.doc) + "\n")
+            f.writelines(json.dumps(it.doc) + "\n" for it in items)
     (tasks_dir / "gf_arc_easy.yaml").write_text(ARC_YAML.format(data=work / "arc.jsonl"))
     (tasks_dir / "gf_humaneval.yaml").write_text(HUMANEVAL_YAML.format(data=work / "humaneval.jsonl"))
     (tasks_dir / "gf_utils.py").write_text(UTILS_PY)
@@ -202,13 +200,13 @@ def main() -> int:
     md = ["| metric | gemmaforge | ± | lm-eval | ± | diff | agree |", "|---|---:|---:|---:|---:|---:|---|"]
     md += [f"| {r['metric']} | {r['gemmaforge']:.4f} | {r['gemmaforge_stderr']:.4f} | {r['lm_eval']:.4f} "
            f"| {r['lm_eval_stderr']:.4f} | {r['difference']:+.4f} | {'yes' if r['agree'] else 'NO'} |" for r in rows]
-    md += ["", f"ARC-Easy: {len(arc_items)} items; max |Δ log-likelihood| per choice "
+    md += ["", (f"ARC-Easy: {len(arc_items)} items; max |Δ log-likelihood| per choice "
                f"{report['arc_choice_loglik_max_abs_diff']:.2e}; same prediction on "
-               f"{report['arc_same_prediction']:.1%} of items.",
-           f"HumanEval: {len(he_items)} problems; identical greedy completion on "
-           f"{report['humaneval_same_completion']:.1%}.",
-           f"Time: gemmaforge {report['seconds']['gemmaforge']} s, lm-eval {report['seconds']['lm_eval']} s "
-           f"({report['machine']}).", f"Command: `{report['command']}`"]
+               f"{report['arc_same_prediction']:.1%} of items."),
+           (f"HumanEval: {len(he_items)} problems; identical greedy completion on "
+           f"{report['humaneval_same_completion']:.1%}."),
+           (f"Time: gemmaforge {report['seconds']['gemmaforge']} s, lm-eval {report['seconds']['lm_eval']} s "
+           f"({report['machine']})."), f"Command: `{report['command']}`"]
     (work / "agreement.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0 if all(r["agree"] for r in rows) else 1

@@ -8,8 +8,15 @@ import json
 import pytest
 
 from gemmaforge.eval import add_eval_arguments, eval_main, get_task
-from gemmaforge.eval.decontam import (contaminated_items, export_ngrams, find_contamination, ngrams,
-                                      read_ngrams, words, write_ngrams)
+from gemmaforge.eval.decontam import (
+    contaminated_items,
+    export_ngrams,
+    find_contamination,
+    ngrams,
+    read_ngrams,
+    words,
+    write_ngrams,
+)
 
 
 def test_normalisation_lowercases_and_splits_on_punctuation():

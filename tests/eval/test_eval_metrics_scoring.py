@@ -9,9 +9,17 @@ import statistics
 import pytest
 
 from gemmaforge.eval.metrics import macro_average, majority_vote, mean_stderr, pass_at_k
-from gemmaforge.eval.scoring import (canonical_number, exact_match, extract_math_answer, extract_number,
-                                     last_boxed, math_equal, normalize_math_answer, normalize_text,
-                                     truncate_at_stop)
+from gemmaforge.eval.scoring import (
+    canonical_number,
+    exact_match,
+    extract_math_answer,
+    extract_number,
+    last_boxed,
+    math_equal,
+    normalize_math_answer,
+    normalize_text,
+    truncate_at_stop,
+)
 
 
 @pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 3), (6, 3, 3), (7, 7, 2), (4, 1, 4)])

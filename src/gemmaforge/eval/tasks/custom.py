@@ -11,8 +11,9 @@ Optional on every line: "id" (default: the line number). Optional for generate/c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..data import EvalDataError, read_jsonl
 from ..lm import GenerateRequest
