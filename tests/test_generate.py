@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
-import gemmaforge as gf
 from byte_tokenizer import ByteTokenizer
 from conftest import random_gemma
+
+import gemmaforge as gf
 from gemmaforge.generate import Decoder, TextStream, generate, stream
 from gemmaforge.sampling import Sampling, filter_logits
 

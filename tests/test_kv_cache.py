@@ -1,7 +1,6 @@
 """Incremental decoding through the KV cache equals one full forward pass."""
 
 import torch
-
 from conftest import random_gemma
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from conftest import hf_twin, random_gemma
 
 pytestmark = pytest.mark.oracle

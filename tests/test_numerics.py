@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import gemmaforge as gf
-from gemmaforge.model import Gemma, GeGLU, RMSNorm, apply_rope, rope_cos_sin
+from gemmaforge.model import GeGLU, Gemma, RMSNorm, apply_rope, rope_cos_sin
 
 
 @pytest.mark.parametrize("d_model,scale", [(2048, 45.25), (3072, 55.5)])

@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-
-import gemmaforge as gf
 from conftest import random_gemma
 from gguf_fixture import write_gguf
+
+import gemmaforge as gf
 from gemmaforge.weights import load_model, save_model
 
 

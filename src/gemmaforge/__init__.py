@@ -2,19 +2,31 @@
 
 from .config import GemmaConfig
 from .errors import CheckpointError, ConfigError, GemmaForgeError, InputError, TokenizerError
+from .generate import generate, stream
 from .model import Gemma
+from .sampling import Sampling
+from .session import ChatSession
+from .tokenizer import Tokenizer, load_tokenizer
+from .tokenizer_train import train_tokenizer
 from .weights import export_hf, load_model, save_model
 
 __all__ = [
-    "GemmaConfig",
+    "CheckpointError",
+    "ConfigError",
     "Gemma",
+    "GemmaConfig",
+    "GemmaForgeError",
+    "InputError",
+    "TokenizerError",
+    "export_hf",
+    "Tokenizer",
+    "load_tokenizer",
+    "train_tokenizer",
+    "generate",
+    "stream",
+    "Sampling",
+    "ChatSession",
     "load_model",
     "save_model",
-    "export_hf",
-    "GemmaForgeError",
-    "ConfigError",
-    "CheckpointError",
-    "TokenizerError",
-    "InputError",
 ]
 __version__ = "0.1.0"

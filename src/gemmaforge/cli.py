@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -47,10 +47,86 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote {args.to} checkpoint to {out}")
 
 
+def _load(args: argparse.Namespace):
+    from .tokenizer import load_tokenizer
+    from .weights import load_model
+
+    return load_model(args.model, dtype=DTYPES[args.dtype]), load_tokenizer(args.model)
+
+
+def _sampling(args: argparse.Namespace):
+    from .sampling import Sampling
+
+    return Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from .generate import stream
+
+    model, tok = _load(args)
+    prompts = args.prompt or [sys.stdin.read()]
+    s = _sampling(args)
+    for prompt in prompts:
+        for delta in stream(model, tok, prompt, args.max_new_tokens, s.temperature, s.top_k, s.top_p,
+                            s.repetition_penalty, s.seed, stop=args.stop, truncate=args.truncate):
+            print(delta, end="", flush=True)
+        print()
+
+
+def _chat(args: argparse.Namespace) -> None:
+    from .session import ChatSession
+
+    model, tok = _load(args)
+    session = ChatSession(model, tok, _sampling(args), args.max_new_tokens, args.system)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Chatting with {args.model}. /reset clears the history, /exit quits.", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        text = line.strip()
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            session.reset()
+            print("(history cleared)", file=sys.stderr)
+            continue
+        if not text:
+            continue
+        if interactive:
+            print("model> ", end="", flush=True)
+        for delta in session.send(text):
+            print(delta, end="", flush=True)
+        print()
+
+
+def _tokenizer_train(args: argparse.Namespace) -> None:
+    from .tokenizer import TOKENIZER_FILE
+    from .tokenizer_train import run_train
+
+    tok = run_train(args)
+    print(f"wrote {args.output / TOKENIZER_FILE}: {tok.vocab_size} pieces, "
+          f"<start_of_turn>={tok.start_of_turn_id}, <end_of_turn>={tok.end_of_turn_id}")
+
+
 def _add_model_args(p: argparse.ArgumentParser, positional: str | None = None) -> None:
+    src_help = "a shipped name (gemma3-270m), an HF dir, a .gguf, a .ckpt or our dir"
     if positional:
-        p.add_argument(positional, help="a shipped name (gemma3-270m), an HF dir, a .gguf, a .ckpt or our dir")
+        p.add_argument(positional, help=src_help)
+    else:
+        p.add_argument("--model", default="gemma3-270m", help=f"{src_help} (default: gemma3-270m)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +143,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="directory to write (replaced atomically)")
     p.add_argument("--to", choices=["gemmaforge", "hf"], default="gemmaforge")
     p.set_defaults(run=_convert)
+
+    p = sub.add_parser("generate", help="continue one or more prompts (streams the text)")
+    p.add_argument("prompt", nargs="*", help="prompts (default: read one from standard input)")
+    _add_model_args(p)
+    _add_sampling_args(p, 64)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--truncate", action="store_true", help="drop the oldest prompt tokens if it is too long")
+    p.set_defaults(run=_generate)
+
+    p = sub.add_parser("chat", help="talk to a model in its chat format (also reads piped input)")
+    _add_model_args(p)
+    _add_sampling_args(p, 256)
+    p.add_argument("--system", default=None, help="a system prompt, folded into the first user turn")
+    p.set_defaults(run=_chat)
+
+    p = sub.add_parser("tokenizer", help="tokenizer tools")
+    tsub = p.add_subparsers(dest="tokenizer_verb", required=True)
+    from .tokenizer_train import add_train_args
+
+    t = tsub.add_parser("train", help="train a Gemma-style SentencePiece tokenizer on text files")
+    add_train_args(t)
+    t.set_defaults(run=_tokenizer_train)
     return parser
 
 

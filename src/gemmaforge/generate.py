@@ -51,9 +51,10 @@ class Decoder:
     """
 
     def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                 sampling: Sampling = Sampling(), stop_ids: Sequence[int] = (), truncate: bool = False):
+                 sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False):
         ctx = model.config.max_seq_len
         self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
+        sampling = sampling or Sampling()
         self.model, self.sampling, self.max_new_tokens = model, sampling, max_new_tokens
         self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
         self.done = [max_new_tokens == 0] * len(self.prompts)

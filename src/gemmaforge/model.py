@@ -66,6 +66,22 @@ def key_positions(positions: torch.Tensor, key_mask: torch.Tensor | None) -> tor
     return positions if key_mask is None else positions.masked_fill(~key_mask, -1)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, scale: float,
+           softcap: float | None) -> torch.Tensor:
+    """Attention with grouped KV heads [B, H, T, D] x [B, KV, S, D]; softmax in float32.
+
+    Query heads are folded into their KV group instead of repeating K and V in memory.
+    """
+    B, H, T, D = q.shape
+    kv = k.shape[1]
+    scores = (q.reshape(B, kv, H // kv * T, D) @ k.transpose(-1, -2)).view(B, kv, H // kv, T, -1) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap  # soft-cap first, then mask (as the reference)
+    scores = scores.masked_fill(~allowed[:, None, None], torch.finfo(scores.dtype).min)
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return (probs.view(B, kv, H // kv * T, -1) @ v).view(B, H, T, D)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: GemmaConfig, layer: int):
         super().__init__()
@@ -99,20 +115,13 @@ class Attention(nn.Module):
         if self.local:
             allowed &= positions[:, :, None] - k_pos[:, None, :] < self.cfg.sliding_window
 
-        rep = self.n_heads // self.n_kv
-        if rep > 1:
-            k = k.repeat_interleave(rep, dim=1)
-            v = v.repeat_interleave(rep, dim=1)
-        if self.cfg.attn_softcap is None:
+        if self.cfg.attn_softcap is None and T > 1:
             bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device)
             bias.masked_fill_(~allowed, torch.finfo(q.dtype).min)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None], scale=self.cfg.attn_scale)
-        else:
-            scores = (q @ k.transpose(-1, -2)) * self.cfg.attn_scale
-            cap = self.cfg.attn_softcap
-            scores = torch.tanh(scores / cap) * cap  # soft-cap first, then mask (as the reference)
-            scores = scores.masked_fill(~allowed[:, None], torch.finfo(scores.dtype).min)
-            out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None], scale=self.cfg.attn_scale,
+                                                 enable_gqa=True)
+        else:  # soft-capping, or one query per row (decoding), where explicit matmuls are faster
+            out = attend(q, k, v, allowed, self.cfg.attn_scale, self.cfg.attn_softcap)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
 
 
@@ -171,13 +180,13 @@ class Gemma(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embed.weight.dtype
 
-    def to(self, *args, **kwargs):  # noqa: D102 - refuse float16 wherever it comes from
+    def to(self, *args, **kwargs):
         dtype = kwargs.get("dtype") or next((a for a in args if isinstance(a, torch.dtype)), None)
         if dtype is not None:
             check_dtype(dtype)
         return super().to(*args, **kwargs)
 
-    def half(self):  # noqa: D102
+    def half(self):
         check_dtype(torch.float16)
 
     def num_parameters(self) -> int:

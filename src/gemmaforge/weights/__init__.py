@@ -41,4 +41,4 @@ def export_hf(model: Gemma, directory: str | Path) -> Path:
     return hf.export(model, directory)
 
 
-__all__ = ["load_model", "save_model", "export_hf"]
+__all__ = ["export_hf", "load_model", "save_model"]

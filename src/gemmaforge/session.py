@@ -1,0 +1,39 @@
+"""A multi-turn chat with a model: history in the model's own chat format, replies streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .generate import stream
+from .model import Gemma
+from .sampling import Sampling
+from .tokenizer import Tokenizer
+
+
+@dataclass
+class ChatSession:
+    model: Gemma
+    tokenizer: Tokenizer
+    sampling: Sampling = field(default_factory=Sampling)
+    max_new_tokens: int = 256
+    system: str | None = None  # folded into the first user turn (Gemma has no system role of its own)
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.messages.clear()
+
+    def send(self, text: str) -> Iterator[str]:
+        """Stream the model's reply to `text`; the exchange joins the history once complete."""
+        messages = self.messages + [{"role": "user", "content": text}]
+        if self.system:
+            messages = [{"role": "system", "content": self.system}] + messages
+        prompt = self.tokenizer.encode(self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, system="fold" if self.system else None))
+        s = self.sampling
+        reply = []
+        for delta in stream(self.model, self.tokenizer, prompt, self.max_new_tokens, s.temperature, s.top_k,
+                            s.top_p, s.repetition_penalty, s.seed):
+            reply.append(delta)
+            yield delta
+        self.messages += [{"role": "user", "content": text}, {"role": "model", "content": "".join(reply).strip()}]

@@ -1,0 +1,132 @@
+"""Train a Gemma-style SentencePiece tokenizer on your own text.
+
+Same options as Gemma's own model: BPE, byte fallback (no character is ever unknown), digits split
+one by one, identity normalisation, no dummy prefix, whitespace kept as written (runs of spaces,
+tabs and newlines are whole pieces, as in Gemma), and the special pieces at Gemma's fixed ids:
+
+    0 <pad>  1 <eos>  2 <bos>  3 <unk>  4 <mask>
+    family 3:    5 [multimodal], <unused0>..<unused{N-1}>, <start_of_turn>, <end_of_turn>
+    family 1/2:  5 <2mass>, 6 [@BOS@], <unused0>..<unused{N-1}>, <start_of_turn>, <end_of_turn>
+
+With the default N=99 reserved pieces the turn tokens land where Gemma has them (105/106 for
+Gemma 3, 106/107 for Gemma 1/2), so a trained tokenizer can stand in for the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import sentencepiece as spm
+
+from .errors import InputError, TokenizerError
+from .tokenizer import TOKENIZER_FILE, Tokenizer, write_atomic
+
+_FAMILY_EXTRAS = {1: ["<2mass>", "[@BOS@]"], 2: ["<2mass>", "[@BOS@]"], 3: ["[multimodal]"]}
+_LONGEST_RUN = 31  # Gemma's vocabulary has whitespace runs up to 31 characters
+_MAX_CHARS = 4096  # longer lines are cut into pieces this long (SentencePiece skips long sentences)
+
+
+def special_pieces(family: int, num_reserved: int) -> list[str]:
+    """The user-defined pieces after the four control ones, in id order (ids 4, 5, ...)."""
+    return ["<mask>", *_FAMILY_EXTRAS[family], *(f"<unused{k}>" for k in range(num_reserved)),
+            "<start_of_turn>", "<end_of_turn>",
+            *("\n" * n for n in range(1, _LONGEST_RUN + 1)),
+            *("\u2581" * n for n in range(2, _LONGEST_RUN + 1)),  # SentencePiece spells a space "\u2581"
+            *("\t" * n for n in range(1, _LONGEST_RUN + 1))]
+
+
+def train_tokenizer(texts: Iterable[str | os.PathLike], vocab_size: int, output_dir: str | Path, *,
+                    family: int = 3, num_reserved: int = 99, input_sentence_size: int = 1_000_000,
+                    num_threads: int | None = None) -> Tokenizer:
+    """Train on `texts` and write `output_dir/tokenizer.model`; returns the loaded tokenizer.
+
+    `texts` yields strings (documents) or paths (`pathlib.Path`) of UTF-8 text files, read lazily
+    line by line, so the corpus never has to fit in memory. SentencePiece keeps at most
+    `input_sentence_size` lines (a uniform sample when there are more) -- that bounds the memory,
+    roughly that many times the average line length. The same input gives the same model."""
+    if family not in _FAMILY_EXTRAS:
+        raise InputError(f"family must be 1, 2 or 3, got {family!r}")
+    specials = special_pieces(family, num_reserved)
+    minimum = 4 + len(specials) + 256 + 1
+    if vocab_size < minimum:
+        raise InputError(f"vocab_size {vocab_size} is too small: the special, whitespace and 256 byte "
+                         f"pieces alone take {minimum - 1} (lower num_reserved={num_reserved}?)")
+    feed = _Lines(texts)
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(feed), model_writer=model, model_type="bpe", vocab_size=vocab_size,
+            byte_fallback=True, split_digits=True, allow_whitespace_only_pieces=True,
+            split_by_whitespace=False, normalization_rule_name="identity", add_dummy_prefix=False,
+            remove_extra_whitespaces=False, pad_id=0, eos_id=1, bos_id=2, unk_id=3,
+            pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+            user_defined_symbols=specials, input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True, max_sentence_length=4 * _MAX_CHARS,
+            num_threads=num_threads or os.cpu_count() or 1, minloglevel=2)
+    except RuntimeError as e:
+        if feed.error is not None:
+            raise feed.error from None
+        raise TokenizerError(f"SentencePiece training failed: {e}") from None
+    path = Path(output_dir) / TOKENIZER_FILE
+    write_atomic(path, model.getvalue())
+    return Tokenizer(model.getvalue(), family=family, origin=str(path))
+
+
+class _Lines:
+    """Non-empty lines of the texts and files, cut to at most _MAX_CHARS characters. Remembers the
+    first error, which SentencePiece would otherwise turn into a bare RuntimeError."""
+
+    def __init__(self, texts: Iterable[str | os.PathLike]) -> None:
+        self.texts = texts
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            for item in self.texts:
+                for line in _read_lines(Path(item)) if isinstance(item, os.PathLike) else item.split("\n"):
+                    for start in range(0, len(line), _MAX_CHARS):
+                        yield line[start:start + _MAX_CHARS]
+        except Exception as e:
+            self.error = e
+            raise
+
+
+def _read_lines(path: Path) -> Iterator[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                yield line.rstrip("\n")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e}") from None
+
+
+# -- command line: `gemmaforge tokenizer train` --------------------------------------------
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of `gemmaforge tokenizer train` on `parser`."""
+    parser.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE",
+                        help="UTF-8 text files to train on (streamed line by line)")
+    parser.add_argument("--vocab-size", type=int, required=True, metavar="N", help="pieces in the vocabulary")
+    parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="writes DIR/tokenizer.model")
+    parser.add_argument("--family", type=int, choices=(1, 2, 3), default=3,
+                        help="Gemma generation whose special-token layout to copy (default 3)")
+    parser.add_argument("--reserved", type=int, default=99, metavar="N", help="<unusedK> pieces (default 99)")
+    parser.add_argument("--input-sentence-size", type=int, default=1_000_000, metavar="N",
+                        help="most lines kept in memory, sampled uniformly (default 1000000)")
+    parser.add_argument("--threads", type=int, default=None, help="training threads (default: all cores)")
+
+
+def run_train(args: argparse.Namespace) -> Tokenizer:
+    """Train from parsed `add_train_args` arguments."""
+    missing = [str(p) for p in args.input if not p.is_file()]
+    if missing:
+        raise InputError(f"no such input file: {', '.join(missing)}")
+    return train_tokenizer(args.input, args.vocab_size, args.output, family=args.family,
+                           num_reserved=args.reserved, input_sentence_size=args.input_sentence_size,
+                           num_threads=args.threads)
+

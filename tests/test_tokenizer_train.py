@@ -1,0 +1,107 @@
+"""Training a Gemma-style tokenizer on real text, and its command line."""
+
+from __future__ import annotations
+
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+from gemmaforge.cli import main as cli_main
+from gemmaforge.errors import InputError
+from gemmaforge.tokenizer import load_tokenizer
+from gemmaforge.tokenizer_train import special_pieces, train_tokenizer
+
+UNSEEN = ["日本語のテキスト", "Ünïcödé ∑ ≠ ∞", "🧑‍💻👨‍👩‍👧‍👦", "\x00\x01\x7f", "Привет, мир", "नमस्ते",
+          "  two  spaces,\ttabs\t\tand\n\nnewlines  ", "<start_of_turn>user\nhi<end_of_turn>", ""]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Path]:
+    """About 400 KB of the CPython standard library."""
+    files, total = [], 0
+    for f in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        files.append(f)
+        total += f.stat().st_size
+        if total > 400_000:
+            return files
+    pytest.skip("the standard library sources are not installed")
+
+
+def test_train_load_and_round_trip(corpus, tmp_path):
+    start = time.perf_counter()
+    tok = train_tokenizer(corpus, 1000, tmp_path)
+    assert time.perf_counter() - start < 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokenizer.model"]  # no temporary left over
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.vocab_size == 1000 and loaded.family == 3
+    assert [loaded.id_to_piece(i) for i in range(6)] == ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "[multimodal]"]
+    assert (loaded.start_of_turn_id, loaded.end_of_turn_id) == (105, 106)
+    assert loaded.id_to_piece(6) == "<unused0>" and loaded.id_to_piece(104) == "<unused98>"
+    text = corpus[0].read_text()
+    assert loaded.encode(text) == tok.encode(text)
+    assert len(tok.encode(text)) < len(text) / 1.6  # it learned merges, not just characters
+    for s in UNSEEN + [text]:
+        assert loaded.decode(loaded.encode(s, add_bos=False)) == s, s
+    assert loaded.encode("日", add_bos=False) == [loaded.piece_to_id(f"<0x{b:02X}>") for b in "日".encode()]
+
+
+def test_gemma_options(corpus, tmp_path):
+    tok = train_tokenizer(corpus[:5], 600, tmp_path, num_reserved=3)
+    assert tok.start_of_turn_id == 6 + 3  # after pad eos bos unk mask [multimodal], 3 unused
+    assert tok.encode("x" + " " * 7 + "y", add_bos=False)[1] == tok.piece_to_id("\u2581" * 7)
+    assert tok.encode("\n\n\n", add_bos=False) == [tok.piece_to_id("\n\n\n")]
+    assert tok.encode("2024", add_bos=False) == [tok.piece_to_id(d) for d in "2024"]  # digits split
+    assert tok.encode(" hi", add_bos=False)[0] != tok.encode("hi", add_bos=False)[0]  # no dummy prefix
+    assert tok.decode(tok.encode("a   \n  b", add_bos=False)) == "a   \n  b"  # whitespace kept
+
+
+def test_family_1_layout(corpus, tmp_path):
+    tok = train_tokenizer(corpus[:5], 600, tmp_path, family=1)
+    assert [tok.id_to_piece(i) for i in (4, 5, 6, 7)] == ["<mask>", "<2mass>", "[@BOS@]", "<unused0>"]
+    assert (tok.start_of_turn_id, tok.end_of_turn_id) == (106, 107)
+    assert special_pieces(1, 99)[102:104] == ["<start_of_turn>", "<end_of_turn>"]
+
+
+def test_streams_strings_from_a_generator(corpus, tmp_path):
+    consumed = []
+
+    def documents():
+        for f in corpus[:8]:
+            consumed.append(f)
+            yield f.read_text()
+
+    tok = train_tokenizer(documents(), 600, tmp_path, input_sentence_size=2000)
+    assert consumed == corpus[:8] and tok.vocab_size == 600
+
+
+def test_errors(corpus, tmp_path):
+    with pytest.raises(InputError, match="vocab_size 300 is too small"):
+        train_tokenizer(corpus, 300, tmp_path)
+    with pytest.raises(InputError, match="family must be 1, 2 or 3"):
+        train_tokenizer(corpus, 1000, tmp_path, family=4)
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"ok line\n\xff\xfe not utf-8\n" * 100)
+    with pytest.raises(InputError, match=f"{binary}: not UTF-8 text"):
+        train_tokenizer([binary], 600, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli(corpus, tmp_path, capsys):
+    out = tmp_path / "tok"
+    args = ["--input", *map(str, corpus[:5]), "--vocab-size", "600", "--output", str(out), "--reserved", "10"]
+    assert cli_main(["tokenizer", "train", *args]) == 0
+    assert f"wrote {out / 'tokenizer.model'}: 600 pieces" in capsys.readouterr().out
+    assert load_tokenizer(out).start_of_turn_id == 6 + 10  # after pad eos bos unk mask [multimodal]
+    assert cli_main(["tokenizer", "train", "--input", "/nonexistent.txt", "--vocab-size", "600",
+                     "--output", str(out)]) == 2
+    assert "error: no such input file: /nonexistent.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["tokenizer", "train", "--vocab-size", "600"])
+
+
+def test_deterministic_even_when_sampling_lines(corpus, tmp_path):
+    a = train_tokenizer(corpus[:10], 600, tmp_path / "a", input_sentence_size=300)
+    b = train_tokenizer(corpus[:10], 600, tmp_path / "b", input_sentence_size=300)
+    assert a.serialized_model_proto() == b.serialized_model_proto()
