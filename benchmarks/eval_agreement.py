@@ -135,6 +135,10 @@ def run_lm_eval(python: str, hf_dir: Path, work: Path, batch_size: int) -> tuple
     return results, samples, seconds
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def compare(name: str, ours: tuple[float, float], theirs: tuple[float, float]) -> dict:
     (a, sa), (b, sb) = ours, theirs
     return {"metric": name, "gemmaforge": a, "gemmaforge_stderr": sa, "lm_eval": b, "lm_eval_stderr": sb,
@@ -163,7 +167,7 @@ def main() -> int:
     theirs, samples, theirs_seconds = run_lm_eval(args.lm_eval_python, hf_dir, work, args.batch_size)
 
     # Item-by-item: every choice's log-likelihood, and the greedy HumanEval completions.
-    ours_log = [json.loads(line) for line in (work / "gemmaforge_arc" / "samples_arc_easy.jsonl").read_text().splitlines()]
+    ours_log = _read_jsonl(work / "gemmaforge_arc" / "samples_arc_easy.jsonl")
     by_question = {s["doc"]["question"]: s for s in samples["gf_arc_easy"]}
     ll_diffs, same_pred = [], 0
     for ours_s, it in zip(ours_log, arc_items):
@@ -171,7 +175,7 @@ def main() -> int:
         theirs_ll = [float(r[0]) for r in theirs_s["filtered_resps"]]
         ll_diffs += [abs(o["logprob"] - t) for o, t in zip(ours_s["output"], theirs_ll)]
         same_pred += int(ours_s["extra"]["pred"] == max(range(len(theirs_ll)), key=theirs_ll.__getitem__))
-    ours_he_log = [json.loads(line) for line in (work / "gemmaforge_humaneval" / "samples_humaneval.jsonl").read_text().splitlines()]
+    ours_he_log = _read_jsonl(work / "gemmaforge_humaneval" / "samples_humaneval.jsonl")
     he_by_prompt = {s["doc"]["prompt"]: s for s in samples["gf_humaneval"]}
     from gemmaforge.eval.scoring import truncate_at_stop
     stops = list(get_task("humaneval").stop)

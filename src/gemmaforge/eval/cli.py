@@ -43,6 +43,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=None,
                         help="token budget per sequence (default: the model's context length)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice; use fewer on a busy machine)")
     parser.add_argument("--code-timeout", type=float, default=SandboxConfig.timeout_s,
                         help="wall-clock seconds per generated program (default: %(default)s)")
     decon = parser.add_argument_group("decontamination (no model is loaded)")
@@ -60,7 +62,8 @@ def eval_main(args: argparse.Namespace) -> int:
     results = run_eval(args.model, tasks, limit=args.limit, shots=args.shots, batch_size=args.batch_size,
                        output_dir=args.output, samples=args.samples, temperature=args.temperature,
                        seed=args.seed, chat=args.chat, max_length=args.max_length, dtype=args.dtype,
-                       sandbox=SandboxConfig(timeout_s=args.code_timeout), command=command_line())
+                       threads=args.threads, sandbox=SandboxConfig(timeout_s=args.code_timeout),
+                       command=command_line())
     print(results.to_markdown())
     if args.output:
         print(f"results and per-sample logs in {args.output}")

@@ -71,7 +71,8 @@ def export_ngrams(tasks: Sequence[str | Task], n: int = DEFAULT_N, min_tokens: i
 def write_ngrams(index: dict[str, set[str]], path: str | Path, n: int = DEFAULT_N) -> Path:
     path = Path(path)
     with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps({"item": item, "n": n, "ngrams": sorted(grams)}, ensure_ascii=False) + "\n" for item, grams in index.items())
+        for item, grams in index.items():
+            f.write(json.dumps({"item": item, "n": n, "ngrams": sorted(grams)}, ensure_ascii=False) + "\n")
     return path
 
 

@@ -133,13 +133,14 @@ def _config_dict(config: EvalConfig) -> dict[str, Any]:
 def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: int | None = None,
              shots: int | None = None, batch_size: int = 8, output_dir: str | None = None, samples: int = 1,
              temperature: float = 0.0, seed: int = 1234, chat: bool = False, max_length: int | None = None,
-             sandbox: SandboxConfig | None = None, dtype: str = "float32", command: str | None = None
-             ) -> EvalResults:
+             sandbox: SandboxConfig | None = None, dtype: str = "float32", threads: int | None = None,
+             command: str | None = None) -> EvalResults:
     """Evaluate a model on tasks: the library form of `gemmaforge eval`.
 
     `model` is a gemmaforge source ("gemma3-270m", a checkpoint directory, a .gguf file) or any
     object implementing `LanguageModel`. `tasks` are names (see `gemmaforge.eval.TASKS`) or
-    paths to JSONL task files, as a list or a comma-separated string.
+    paths to JSONL task files, as a list or a comma-separated string. `threads` sets torch's
+    intra-op threads (on a shared machine, fewer threads than cores avoids spin-wait collapse).
     """
     names = tuple(t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip())
     config = EvalConfig(tasks=names, limit=limit, shots=shots, batch_size=batch_size, samples=samples,
@@ -148,6 +149,9 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     config.validate()
     for name in names:
         get_task(name)  # unknown names fail before the model loads
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
     if isinstance(model, str):
         from .gemma_lm import GemmaLM
         lm: LanguageModel = GemmaLM.load(model, batch_size=batch_size, chat=chat, max_length=max_length,
@@ -158,5 +162,5 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     if command is None:
         command = (f"gemmaforge.eval.run_eval({source!r}, {list(names)!r}, limit={limit}, shots={shots}, "
                    f"batch_size={batch_size}, samples={samples}, temperature={temperature}, seed={seed}, "
-                   f"chat={chat}, max_length={max_length}, dtype={dtype!r})")
+                   f"chat={chat}, max_length={max_length}, dtype={dtype!r}, threads={threads})")
     return evaluate(lm, config, model_source=source, command=command)

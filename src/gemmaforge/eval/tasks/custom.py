@@ -79,7 +79,8 @@ def _check_line(rec: dict[str, Any], where: str) -> None:
         choices, answer = rec["choices"], rec["answer"]
         if len(choices) < 2 or not all(isinstance(c, str) for c in choices):
             raise EvalDataError(f"{where}: \"choices\" must be a list of at least two strings")
-        if isinstance(answer, int) and not 0 <= answer < len(choices) or isinstance(answer, str) and answer not in choices:
+        valid = 0 <= answer < len(choices) if isinstance(answer, int) else answer in choices
+        if not valid:
             raise EvalDataError(f"{where}: \"answer\" must be an index into \"choices\" or one of them")
     if rec["type"] == "generate" and rec.get("scorer", "exact_match") not in SCORERS:
         raise EvalDataError(f"{where}: \"scorer\" must be one of {sorted(SCORERS)}")
