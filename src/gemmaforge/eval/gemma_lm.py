@@ -7,10 +7,10 @@ Log-likelihood work is arranged so no token is computed twice when it can be avo
   BOS always first;
 - a forward row is `context + continuation[:-1]`; requests whose row is a prefix of another's
   (all choices of an MMLU question: one-token answers) share it, so the context runs once;
-- rows are sorted by their tokens, so batches hold rows with a long common prefix (MMLU's
-  subject header and five exemplars, a HellaSwag context and its four endings). When the model
-  has a KV cache, that prefix runs once, batch 1, and is reused across batches while it lasts;
-  only the rows' suffixes run batched;
+- rows are sorted by their tokens and cut into runs with a long common prefix (MMLU's subject
+  header and five exemplars, a HellaSwag context and its four endings). When the model has a
+  KV cache, a run's prefix runs once, batch 1, and only the rows' suffixes run batched; batches
+  never straddle two runs. Rows that share nothing are batched together in full;
 - only the positions that score a continuation token go through the 262k-way output layer.
 """
 
@@ -108,30 +108,40 @@ class GemmaLM:
     # -- log-likelihood ------------------------------------------------------------------------
     @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[LoglikResult]:
-        rows = sorted(self._rows(requests), key=lambda r: r.tokens)
         results: list[LoglikResult | None] = [None] * len(requests)
-        prefix: tuple[list[int], Any] | None = None  # (tokens, one-row KV cache after them)
+        rows = self._rows(requests)
         longest = max((len(r.tokens) for r in rows), default=0)
-        batches = [rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
-        for batch in tqdm(batches, desc="loglikelihood", unit="batch", leave=False):
-            shared = self._shared_prefix(batch)
-            if self._kv_cache and shared >= MIN_SHARED_PREFIX:
+        work: list[tuple[int, list[_Row]]] = []  # (shared prefix length, batch)
+        for shared, group in self._prefix_groups(rows):
+            work += [(shared, group[i:i + self.batch_size]) for i in range(0, len(group), self.batch_size)]
+        prefix: tuple[list[int], Any] | None = None  # (tokens, one-row KV cache after them)
+        for shared, batch in tqdm(work, desc="loglikelihood", unit="batch", leave=False):
+            if shared:
                 if prefix is None or prefix[0] != batch[0].tokens[:shared]:
                     prefix = (batch[0].tokens[:shared], self._prefill(batch[0].tokens[:shared], longest))
                 hidden = self._forward([r.tokens[shared:] for r in batch], _repeat_cache(prefix[1], len(batch)))
             else:
-                shared, hidden = 0, self._forward([r.tokens for r in batch])
+                hidden = self._forward([r.tokens for r in batch])
             self._score(batch, hidden, shared, results)
         return results  # type: ignore[return-value]
 
-    @staticmethod
-    def _shared_prefix(batch: Sequence[_Row]) -> int:
-        """Common prefix of the batch's rows, ending before any position that must be scored."""
-        first = batch[0].tokens
-        n = min(len(r.tokens) for r in batch)
-        for r in batch[1:]:
-            n = next((i for i in range(n) if r.tokens[i] != first[i]), n)
-        return min(n, *(start for r in batch for _, start, _ in r.scores))
+    def _prefix_groups(self, rows: list[_Row]) -> list[tuple[int, list[_Row]]]:
+        """Rows sorted by tokens, cut into runs that share at least MIN_SHARED_PREFIX tokens
+        (ending before any scored position), as (prefix length, rows). Rows in no run are pooled
+        under prefix length 0, so they still batch together."""
+        runs: list[tuple[int, list[_Row]]] = []
+        for row in sorted(rows, key=lambda r: r.tokens):
+            row_limit = min(start for _, start, _ in row.scores)
+            if runs:
+                shared, run = runs[-1]
+                common = min(shared, row_limit, _common_prefix(run[-1].tokens, row.tokens))
+                if common >= MIN_SHARED_PREFIX:
+                    runs[-1] = (common, [*run, row])
+                    continue
+            runs.append((row_limit, [row]))
+        shared = [(n, run) for n, run in runs if len(run) > 1] if self._kv_cache else []
+        loners = [r for n, run in runs if not (self._kv_cache and len(run) > 1) for r in run]
+        return shared + ([(0, loners)] if loners else [])
 
     def _prefill(self, tokens: list[int], max_len: int) -> Any:
         cache = self.model.new_cache(1, max_len)
@@ -202,6 +212,11 @@ class GemmaLM:
             for (i, _), text in zip(batch, texts):
                 out[i].append(text)
         return out
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def _repeat_cache(cache: Any, n: int) -> Any:
