@@ -141,7 +141,8 @@ class GemmaLM:
             runs.append((row_limit, [row]))
         shared = [(n, run) for n, run in runs if len(run) > 1] if self._kv_cache else []
         loners = [r for n, run in runs if not (self._kv_cache and len(run) > 1) for r in run]
-        return shared + ([(0, loners)] if loners else [])
+        groups = shared + ([(0, loners)] if loners else [])
+        return [(n, sorted(run, key=lambda r: len(r.tokens))) for n, run in groups]  # less padding
 
     def _prefill(self, tokens: list[int], max_len: int) -> Any:
         cache = self.model.new_cache(1, max_len)
