@@ -114,9 +114,10 @@ def write_tasks(work: Path, arc_limit: int, he_limit: int) -> tuple[list, list]:
     return arc, he
 
 
-def run_lm_eval(python: str, hf_dir: Path, work: Path, batch_size: int) -> tuple[dict, dict, float]:
+def run_lm_eval(python: str, hf_dir: Path, work: Path, batch_size: int, threads: int | None
+                ) -> tuple[dict, dict, float]:
     out = work / "lm_eval_out"
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_ALLOW_CODE_EVAL": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(gf.__file__).parents[1]), str(work / "lm_eval_tasks")])}
     cmd = [python, "-m", "lm_eval", "--model", "hf",
@@ -150,6 +151,7 @@ def main() -> int:
     p.add_argument("--arc-limit", type=int, default=100)
     p.add_argument("--humaneval-limit", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for both harnesses")
     p.add_argument("--work", default="runs/eval_agreement")
     p.add_argument("--lm-eval-python", default=sys.executable, help="interpreter with lm-eval installed")
     args = p.parse_args()
@@ -159,12 +161,12 @@ def main() -> int:
     arc_items, he_items = write_tasks(work, args.arc_limit, args.humaneval_limit)
     t0 = time.monotonic()
     ours_arc = run_eval("gemma3-270m", ["arc_easy"], limit=args.arc_limit, batch_size=args.batch_size,
-                        output_dir=str(work / "gemmaforge_arc"))["arc_easy"]
+                        threads=args.threads, output_dir=str(work / "gemmaforge_arc"))["arc_easy"]
     ours_he = run_eval("gemma3-270m", ["humaneval"], limit=args.humaneval_limit, batch_size=args.batch_size,
-                       output_dir=str(work / "gemmaforge_humaneval"))["humaneval"]
+                       threads=args.threads, output_dir=str(work / "gemmaforge_humaneval"))["humaneval"]
     ours_seconds = time.monotonic() - t0
     hf_dir = prepare_hf(work)
-    theirs, samples, theirs_seconds = run_lm_eval(args.lm_eval_python, hf_dir, work, args.batch_size)
+    theirs, samples, theirs_seconds = run_lm_eval(args.lm_eval_python, hf_dir, work, args.batch_size, args.threads)
 
     # Item-by-item: every choice's log-likelihood, and the greedy HumanEval completions.
     ours_log = _read_jsonl(work / "gemmaforge_arc" / "samples_arc_easy.jsonl")
