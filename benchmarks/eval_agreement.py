@@ -117,7 +117,8 @@ def write_tasks(work: Path, arc_limit: int, he_limit: int) -> tuple[list, list]:
 def run_lm_eval(python: str, hf_dir: Path, work: Path, batch_size: int, threads: int | None
                 ) -> tuple[dict, dict, float]:
     out = work / "lm_eval_out"
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "HF_ALLOW_CODE_EVAL": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(gf.__file__).parents[1]), str(work / "lm_eval_tasks")])}
     cmd = [python, "-m", "lm_eval", "--model", "hf",
