@@ -136,7 +136,8 @@ class GemmaLM:
                 shared, run = runs[-1]
                 common = min(shared, row_limit, _common_prefix(run[-1].tokens, row.tokens))
                 if common >= MIN_SHARED_PREFIX:
-                    runs[-1] = (common, [*run, row])
+                    run.append(row)
+                    runs[-1] = (common, run)
                     continue
             runs.append((row_limit, [row]))
         shared = [(n, run) for n, run in runs if len(run) > 1] if self._kv_cache else []
