@@ -48,3 +48,29 @@ def test_logits_match_transformers_everywhere(ours, theirs, prompt):
     assert (a - b).abs().max().item() <= 1e-3
     assert torch.equal(a.argmax(-1), b.argmax(-1))
 
+
+
+GREEDY_PROMPTS = [
+    "The capital of France is",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Photosynthesis is the process by which",
+]
+
+
+def test_greedy_continuations_match_transformers(ours, theirs):
+    from gemmaforge.generate import Decoder
+
+    tok = gf.load_tokenizer("gemma3-270m")
+    prompts = [tok.encode(p) for p in GREEDY_PROMPTS]
+    stop = {tok.eos_id, tok.end_of_turn_id}
+    batched = [[] for _ in prompts]
+    for step in Decoder(ours, prompts, 64, stop_ids=stop):
+        for row, t in enumerate(step):
+            if t is not None:
+                batched[row].append(t)
+    for prompt, got in zip(prompts, batched):
+        with torch.no_grad():
+            out = theirs.generate(torch.tensor([prompt]), max_new_tokens=64, do_sample=False,
+                                  eos_token_id=sorted(stop), pad_token_id=0)
+        expected = out[0, len(prompt):].tolist()
+        assert got == expected, tok.decode(prompt)

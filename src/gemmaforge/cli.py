@@ -165,20 +165,25 @@ def build_parser() -> argparse.ArgumentParser:
     t = tsub.add_parser("train", help="train a Gemma-style SentencePiece tokenizer on text files")
     add_train_args(t)
     t.set_defaults(run=_tokenizer_train)
+
+    from .data.cli import add_data_arguments, data_main
+
+    p = sub.add_parser("data", help="pre-training data: prepare shards, check the default corpus")
+    add_data_arguments(p)
+    p.set_defaults(run=data_main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], None] = args.run
+    run: Callable[[argparse.Namespace], int | None] = args.run
     try:
-        run(args)
+        return run(args) or 0
     except GemmaForgeError as e:
         print(f"gemmaforge {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

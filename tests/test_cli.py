@@ -1,0 +1,63 @@
+"""The command line, end to end on a tiny model with its own trained tokenizer."""
+
+import io
+import json
+import sysconfig
+from pathlib import Path
+
+import pytest
+from conftest import random_gemma
+
+import gemmaforge as gf
+from gemmaforge.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny Gemma 3 saved with a tokenizer trained on some of the standard library."""
+    d = tmp_path_factory.mktemp("tiny")
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:20]
+    tok = gf.train_tokenizer(files, 600, d / "tok")
+    model = random_gemma("tiny-gemma3", std=0.1)
+    model = gf.Gemma(model.config.replace(vocab_size=600))
+    gf.save_model(model, d / "model")
+    tok.save(d / "model")
+    return d / "model"
+
+
+def test_info_json(model_dir, capsys):
+    assert main(["info", str(model_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"]["vocab_size"] == 600 and report["parameters"] > 0
+
+
+def test_generate_streams_text(model_dir, capsys):
+    assert main(["generate", "--model", str(model_dir), "def f(x):", "--max-new-tokens", "6"]) == 0
+    assert capsys.readouterr().out.endswith("\n")
+
+
+def test_chat_with_piped_input(model_dir, capsys, monkeypatch):
+    seen = []  # (message, turns of history when it was sent)
+    send = gf.ChatSession.send
+
+    def spy(self, text):
+        seen.append((text, len(self.messages)))
+        return send(self, text)
+
+    monkeypatch.setattr(gf.ChatSession, "send", spy)
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello\nthere\n/reset\nagain\n/exit\nnever read\n"))
+    assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "4"]) == 0
+    assert "(history cleared)" in capsys.readouterr().err
+    assert seen == [("hello", 0), ("there", 2), ("again", 0)]
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    assert main(["generate", "--model", str(tmp_path / "missing"), "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gemmaforge generate: error: ") and "missing: no such file" in err
+    assert "Traceback" not in err
+
+
+def test_convert_to_hf(model_dir, tmp_path, capsys):
+    assert main(["convert", str(model_dir), str(tmp_path / "hf"), "--to", "hf"]) == 0
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "gemma3_text"
