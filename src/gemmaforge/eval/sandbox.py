@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -80,9 +80,6 @@ class RunResult:
     stdout: str  # tails, for the per-sample log
     stderr: str
     isolation: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _world_usable(path: Path) -> bool:
