@@ -47,6 +47,8 @@ def run_gemmaforge(args) -> dict:
     load_s, model = timed(lambda: gf.load_model("gemma3-270m"))
     tok = gf.load_tokenizer("gemma3-270m")
     out = {"load_s": load_s}
+    for _ in Decoder(model, [tok.encode(SHORT)], 2):  # warm-up, as for transformers
+        pass
     for name, text in (("short", SHORT), ("long", long_prompt())):
         ids = tok.encode(text)
         steps = iter(Decoder(model, [ids], args.new_tokens))
