@@ -6,7 +6,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import random_gemma
+from model_helpers import random_gemma
 
 import gemmaforge as gf
 from gemmaforge.cli import main

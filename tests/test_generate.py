@@ -3,7 +3,7 @@
 import pytest
 import torch
 from byte_tokenizer import ByteTokenizer
-from conftest import random_gemma
+from model_helpers import random_gemma
 
 import gemmaforge as gf
 from gemmaforge.generate import Decoder, TextStream, generate, stream

@@ -1,7 +1,7 @@
 """Incremental decoding through the KV cache equals one full forward pass."""
 
 import torch
-from conftest import random_gemma
+from model_helpers import random_gemma
 
 
 def test_chunked_prefill_and_decode_equal_full_forward(tiny_name):

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import hf_twin, random_gemma
+from model_helpers import hf_twin, random_gemma
 
 pytestmark = pytest.mark.oracle
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from conftest import hf_twin, random_gemma
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 from gguf_fixture import write_gguf
+from model_helpers import hf_twin, random_gemma
 
 import gemmaforge as gf
 from gemmaforge.weights import export_hf, gemma_pytorch, load_model, save_model

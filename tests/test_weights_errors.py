@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from conftest import random_gemma
 from gguf_fixture import write_gguf
+from model_helpers import random_gemma
 
 import gemmaforge as gf
 from gemmaforge.weights import load_model, save_model

@@ -8,6 +8,7 @@ soft-caps before the mask, sliding windows that count the current token.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,37 @@ def key_positions(positions: torch.Tensor, key_mask: torch.Tensor | None) -> tor
     return positions if key_mask is None else positions.masked_fill(~key_mask, -1)
 
 
+@dataclass
+class AttnInputs:
+    """What attention needs for one forward pass. Masks depend only on the layer kind (local or
+    global), so each is built once per forward, not once per layer."""
+
+    positions: torch.Tensor  # [B, T] positions of the new tokens
+    key_mask: torch.Tensor | None  # [B, T] False at padding
+    cache: KVCache | None
+    window: int | None
+    causal_only: bool  # no padding, cache or custom positions: SDPA's built-in causal mask is exact
+    _memo: dict = field(default_factory=dict)
+
+    def allowed(self, local: bool, k_pos: torch.Tensor) -> torch.Tensor:
+        """[B, T, S] bool: may query t see key s (given the keys' positions, -1 = never)."""
+        if ("allowed", local) not in self._memo:
+            q_pos = self.positions[:, :, None]
+            ok = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] <= q_pos)
+            if local:
+                ok &= q_pos - k_pos[:, None, :] < self.window
+            self._memo["allowed", local] = ok
+        return self._memo["allowed", local]
+
+    def bias(self, local: bool, k_pos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The same mask as an additive [B, 1, T, S] bias for SDPA."""
+        if ("bias", local) not in self._memo:
+            allowed = self.allowed(local, k_pos)
+            bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+            self._memo["bias", local] = bias.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+        return self._memo["bias", local]
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor, scale: float,
            softcap: float | None) -> torch.Tensor:
     """Attention with grouped KV heads [B, H, T, D] x [B, KV, S, D]; softmax in float32.
@@ -97,8 +129,7 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor,
-                key_mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], inp: AttnInputs) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
@@ -108,20 +139,17 @@ class Attention(nn.Module):
         cos, sin = rope
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
 
-        k_pos = key_positions(positions, key_mask)
-        if cache is not None:
-            k, v, k_pos = cache.update(self.layer, k, v, k_pos)
-        allowed = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] <= positions[:, :, None])
-        if self.local:
-            allowed &= positions[:, :, None] - k_pos[:, None, :] < self.cfg.sliding_window
-
-        if self.cfg.attn_softcap is None and T > 1:
-            bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device)
-            bias.masked_fill_(~allowed, torch.finfo(q.dtype).min)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None], scale=self.cfg.attn_scale,
-                                                 enable_gqa=True)
-        else:  # soft-capping, or one query per row (decoding), where explicit matmuls are faster
-            out = attend(q, k, v, allowed, self.cfg.attn_scale, self.cfg.attn_softcap)
+        k_pos = key_positions(inp.positions, inp.key_mask)
+        if inp.cache is not None:
+            k, v, k_pos = inp.cache.update(self.layer, k, v, k_pos)
+        scale = self.cfg.attn_scale
+        if self.cfg.attn_softcap is not None or T == 1:  # soft-capping, or decoding: explicit matmuls
+            out = attend(q, k, v, inp.allowed(self.local, k_pos), scale, self.cfg.attn_softcap)
+        elif inp.causal_only and not self.local:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=inp.bias(self.local, k_pos, q.dtype),
+                                                 scale=scale, enable_gqa=True)
         return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
 
 
@@ -150,9 +178,8 @@ class Block(nn.Module):
             self.post_attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
             self.post_mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor,
-                key_mask: torch.Tensor | None, cache: KVCache | None) -> torch.Tensor:
-        h = self.attn(self.input_norm(x), rope, positions, key_mask, cache)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], inp: AttnInputs) -> torch.Tensor:
+        h = self.attn(self.input_norm(x), rope, inp)
         x = x + (self.post_attn_norm(h) if self.post_norms else h)
         h = self.mlp(self.pre_mlp_norm(x))
         return x + (self.post_mlp_norm(h) if self.post_norms else h)
@@ -224,6 +251,7 @@ class Gemma(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
         key_mask = attention_mask.bool() if attention_mask is not None else None
+        causal_only = positions is None and key_mask is None and cache is None
         if positions is None:
             positions = self.default_positions(key_mask, input_ids.shape, input_ids.device, cache)
         x = self.embed_tokens(input_ids)
@@ -238,8 +266,9 @@ class Gemma(nn.Module):
             ropes["L"] = rope_cos_sin(positions, cfg.head_dim, local_base, local_scale, x.dtype)
         if cache is not None:
             cache.begin(key_positions(positions, key_mask))
+        inp = AttnInputs(positions, key_mask, cache, cfg.sliding_window, causal_only)
         for i, block in enumerate(self.layers):
-            x = block(x, ropes[cfg.layer_types[i]], positions, key_mask, cache)
+            x = block(x, ropes[cfg.layer_types[i]], inp)
         if logits_at == "last":
             x = x[:, -1:]
         x = self.final_norm(x)

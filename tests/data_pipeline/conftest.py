@@ -7,7 +7,6 @@ import importlib
 import inspect
 import io
 import json
-import re
 import sysconfig
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 import sentencepiece as spm
 
 from gemmaforge.data import DataConfig
+from gemmaforge.data.text import words
+from gemmaforge.eval.decontam import write_ngrams
 
 # Modules whose docstrings are long English prose: the real text these tests filter and dedup.
 PROSE_MODULES = ("argparse", "collections", "difflib", "functools", "heapq", "json", "logging", "pathlib",
@@ -113,9 +114,8 @@ def corpus(tmp_path, prose, code_files):
     with gzip.open(tmp_path / "more.jsonl.gz", "wt") as f:
         for doc in prose[30:45]:
             f.write(json.dumps({"text": doc, "id": "x"}) + "\n")
-    ws = re.findall(r"\w+", prose[40].lower())
-    (tmp_path / "ngrams.json").write_text(json.dumps(
-        {"n": 13, "items": {"mmlu/7": [" ".join(ws[5:18])], "hellaswag/2": [" ".join(ws[30:43])]}}))
+    ws = words(prose[40])
+    write_ngrams({"mmlu/7": {" ".join(ws[5:18])}, "hellaswag/2": {" ".join(ws[30:43])}}, tmp_path / "ngrams.jsonl")
     code = tmp_path / "code"
     code.mkdir()
     for f in code_files:
@@ -137,7 +137,7 @@ def _config(root: Path, out: str, **kw) -> DataConfig:
                     {"name": "more", "kind": "web", "paths": [str(root / "more.jsonl.gz")]},
                     {"name": "code", "kind": "code", "paths": [str(root / "code" / "*.py")]}],
         "filters": [{"name": "gopher_quality", "kinds": ["web"]}, {"name": "safety", "kinds": ["web"]}],
-        "decontam": {"ngrams": str(root / "ngrams.json")},
+        "decontam": {"ngrams": str(root / "ngrams.jsonl")},
         "dedup": {"threshold": 0.5},
     }
     data.update(kw)

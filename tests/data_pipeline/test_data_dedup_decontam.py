@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gemmaforge.data import DataError, EvalNgrams, MinHasher, exact_key, near_duplicates
-from gemmaforge.data.text import text_ngram_hashes
+from gemmaforge.data.text import text_ngram_hashes, words
+from gemmaforge.eval.decontam import write_ngrams
 
 
 def _shuffle_sentences(text: str, seed: int) -> str:
@@ -46,8 +47,10 @@ def test_near_duplicates_found_deterministically(prose):
         dups = near_duplicates(sigs, bands=20, rows=5, threshold=0.5)
         assert {k for k in origin if k % 2} <= set(dups)  # every light edit is caught
         assert all(v < k for k, v in dups.items())  # the earliest document of a cluster is kept
-        # Every merge is a real near-duplicate (the stdlib has some: json.dump and json.dumps docs).
-        assert all(_jaccard(docs[k], docs[v]) > 0.4 for k, v in dups.items())
+        # Every merge is a real near-duplicate (the stdlib has some: json.dump and json.dumps docs) of
+        # some member of its cluster: clusters link transitively and keep their earliest document.
+        clusters = {v: [v] + [k for k, w in dups.items() if w == v] for v in set(dups.values())}
+        assert all(any(_jaccard(docs[k], docs[j]) > 0.4 for j in clusters[v] if j != k) for k, v in dups.items())
         assert all(dups.get(k, origin[k]) in (origin[k], min(dups.get(origin[k], origin[k]), origin[k]))
                    for k in origin)
         assert dups == near_duplicates(sigs, bands=20, rows=5, threshold=0.5)
@@ -58,12 +61,11 @@ def test_near_duplicates_found_deterministically(prose):
 def export(tmp_path, prose):
     """An eval-harness n-gram export with two items taken from real text."""
     def grams(text, n=13):
-        ws = re.findall(r"\w+", text.lower())
+        ws = words(text)
         return [" ".join(ws[i:i + n]) for i in range(0, len(ws) - n + 1, 5)]
-    data = {"n": 13, "items": {"mmlu/17": grams(prose[3]), "gsm8k/4": grams(prose[4])[:3], "arc/1": []}}
-    path = tmp_path / "ngrams.json"
-    path.write_text(json.dumps(data))
-    return path
+    index = {"mmlu/17": set(grams(prose[3])), "gsm8k/4": set(grams(prose[4])[:3]), "arc/1": set(),
+             "boolq/9": {"a short question of nine words in all"}}  # shorter than n: whole
+    return write_ngrams(index, tmp_path / "ngrams.jsonl")
 
 
 def test_decontamination_reports_matching_items(export, prose):
@@ -72,12 +74,15 @@ def test_decontamination_reports_matching_items(export, prose):
     count, items = idx.matches(leaked)
     assert items == ["gsm8k/4", "mmlu/17"] and count >= 4
     assert idx.matches(prose[5]) == (0, [])
+    assert idx.matches("Is this A short question, of nine words in all?") == (1, ["boolq/9"])
 
 
 def test_decontamination_export_errors(tmp_path):
-    bad = tmp_path / "bad.json"
-    for content, msg in [("{not json", "not valid JSON"), (json.dumps({"n": 13}), "expected"),
-                         (json.dumps({"n": 3, "items": {"t/1": ["only two"]}}), "not 3 normalised words")]:
+    bad = tmp_path / "bad.jsonl"
+    for content, msg in [("{not json", "line 1: not valid JSON"), (json.dumps({"n": 13}), "needs a string 'item'"),
+                         ("", "expected lines"),
+                         (json.dumps({"item": "t/1", "n": 3, "ngrams": ["one two three four"]}),
+                          "not 1 to 3 normalised words")]:
         bad.write_text(content)
         with pytest.raises(DataError, match=msg):
             EvalNgrams.load(bad)

@@ -69,7 +69,8 @@ def test_empty_corpus_message_lists_the_drops(corpus, make_config, byte_tokenize
     cfg = make_config(corpus, "bad", filters=[{"name": "gopher_quality", "min_words": 10**6}])
     with pytest.raises(DataError) as e:
         prepare(cfg, tokenizer=byte_tokenizer)
-    assert "(59 read; dropped: gopher_quality/too_few_words: 59)" in str(e.value) and "loosen the filters" in str(e.value)
+    assert "(59 read; dropped: gopher_quality/too_few_words: 59)" in str(e.value)
+    assert "loosen the filters" in str(e.value)
 
 
 def test_corrupt_source_and_existing_output(corpus, make_config, byte_tokenizer):

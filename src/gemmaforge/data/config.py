@@ -105,7 +105,8 @@ class DataConfig:
         names = [s.name for s in self.sources]
         for i, s in enumerate(self.sources):
             w = f"sources[{i}]"
-            need(bool(s.name) and names.count(s.name) == 1, f"{w}.name", f"must be a unique non-empty name, got {s.name!r}")
+            need(bool(s.name) and names.count(s.name) == 1, f"{w}.name",
+                 f"must be a unique non-empty name, got {s.name!r}")
             need(s.kind in KINDS, f"{w}.kind", f"must be one of {', '.join(KINDS)}, got {s.kind!r}")
             need(s.format in FORMATS, f"{w}.format", f"must be one of {', '.join(FORMATS)}, got {s.format!r}")
             need(bool(s.paths) != bool(s.builtin), w, "give either `paths` or `builtin`, not both or neither")

@@ -1,8 +1,9 @@
-"""Decontamination against the evaluation harness's n-gram export.
+"""Decontamination against the evaluation harness's n-gram export (`gemmaforge eval --export-ngrams`).
 
-The contract (docs/data.md): a JSON file `{"n": 13, "items": {"<task>/<item_id>": ["w1 ... w13", ...]}}`
-whose n-grams are over `re.findall(r"\\w+", text.lower())` words. We hash them the same way as our
-documents' n-grams and look matches up in a sorted array, so the index is compact and picklable.
+The export is JSON Lines, one eval item a line: `{"item": "gsm8k/12", "n": 13, "ngrams": ["w1 ... w13", ...]}`,
+over the shared `text.words` normalisation. Items shorter than n words appear whole (fewer words). We hash
+every n-gram the same way as our documents' n-grams, per length, and look matches up in a sorted array,
+so the index is compact and picklable.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .text import ngram_hashes, text_ngram_hashes, word_hashes, words
+from .text import ngram_hashes, word_hashes, words
 
 
 @dataclass
@@ -25,43 +26,55 @@ class EvalNgrams:
     items: list[str]
     hashes: np.ndarray  # uint64, sorted
     owners: np.ndarray  # int32: item index of each hash
+    lengths: tuple[int, ...]  # the n-gram lengths present (n, and shorter whole items)
 
     @classmethod
     def load(cls, path: str | Path) -> EvalNgrams:
         try:
-            data = json.loads(Path(path).read_text("utf-8"))
+            lines = Path(path).read_text("utf-8").splitlines()
         except OSError as e:
             raise DataError(f"eval n-gram export {path}: {e.strerror}") from None
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"eval n-gram export {path}: not valid JSON ({e})") from None
-        return cls.from_export(data, str(path))
+        except UnicodeDecodeError as e:
+            raise DataError(f"eval n-gram export {path}: not UTF-8 ({e})") from None
+        records = []
+        for no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as e:
+                raise DataError(f"eval n-gram export {path}, line {no}: not valid JSON ({e})") from None
+        return cls.from_records(records, str(path))
 
     @classmethod
-    def from_export(cls, data: object, where: str = "eval n-gram export") -> EvalNgrams:
-        if not isinstance(data, dict) or not isinstance(data.get("n"), int) or data["n"] <= 0 \
-                or not isinstance(data.get("items"), dict):
-            raise DataError(f'{where}: expected {{"n": positive int, "items": {{"task/id": ["w1 ... wn", ...]}}}}')
-        n, items = data["n"], list(data["items"])
-        hashes, owners = [], []
-        for k, item in enumerate(items):
-            grams = data["items"][item]
-            if not isinstance(grams, list):
-                raise DataError(f"{where}: items[{item!r}] must be a list of n-gram strings")
+    def from_records(cls, records: list, where: str = "eval n-gram export") -> EvalNgrams:
+        ns = {r.get("n") if isinstance(r, dict) else None for r in records}
+        if not records or len(ns) != 1 or not isinstance(n := ns.pop(), int) or n <= 0:
+            raise DataError(f'{where}: expected lines of {{"item": "task/id", "n": int, "ngrams": [...]}} '
+                            "with one positive n")
+        items, hashes, owners, lengths = [], [], [], set()
+        for k, rec in enumerate(records):
+            grams = rec.get("ngrams")
+            if not isinstance(rec.get("item"), str) or not isinstance(grams, list):
+                raise DataError(f"{where}: record {k + 1} needs a string 'item' and a list 'ngrams'")
+            items.append(rec["item"])
             for g in grams:
                 ws = words(g) if isinstance(g, str) else []
-                if len(ws) != n:
-                    raise DataError(f"{where}: items[{item!r}] has {g!r}, not {n} normalised words")
-                hashes.append(ngram_hashes(word_hashes(ws), n)[0])
+                if not 0 < len(ws) <= n:
+                    raise DataError(f"{where}: item {rec['item']!r} has {g!r}, not 1 to {n} normalised words")
+                hashes.append(ngram_hashes(word_hashes(ws), len(ws))[0])
                 owners.append(k)
+                lengths.add(len(ws))
         h = np.asarray(hashes, dtype=np.uint64)
         order = np.argsort(h, kind="stable")
-        return cls(n, items, h[order], np.asarray(owners, dtype=np.int32)[order])
+        return cls(n, items, h[order], np.asarray(owners, dtype=np.int32)[order], tuple(sorted(lengths)))
 
     def matches(self, text: str) -> tuple[int, list[str]]:
         """(distinct matching n-grams, eval items they belong to, sorted)."""
         if not len(self.hashes):
             return 0, []
-        doc = np.unique(text_ngram_hashes(text, self.n))
+        wh = word_hashes(words(text))
+        doc = np.unique(np.concatenate([ngram_hashes(wh, k) for k in self.lengths]))
         lo = np.searchsorted(self.hashes, doc, side="left")
         hi = np.searchsorted(self.hashes, doc, side="right")
         hit = hi > lo

@@ -115,7 +115,8 @@ class PackedDataset:
         """The block order of one epoch: a permutation fixed by (seed, epoch)."""
         return np.random.default_rng([seed, epoch]).permutation(len(self))
 
-    def iterate(self, seed: int = 0, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    def iterate(self, seed: int = 0, start: int = 0, rank: int = 0,
+                world_size: int = 1) -> Iterator[tuple[int, np.ndarray]]:
         """Endless (position, block) pairs from global position `start`; resume with the next position.
 
         Position p is block `order(seed, p // len)[p % len]`. With `world_size` > 1, rank r sees only

@@ -114,7 +114,8 @@ def _read_file(path: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
         try:
             yield str(path), path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text (byte {e.start}); set the source's format or fix the file") from None
+            raise DataError(f"{path}: not UTF-8 text (byte {e.start}); "
+                            "set the source's format or fix the file") from None
     elif fmt == "jsonl":
         opener = gzip.open if path.name.endswith(".gz") else open
         with opener(path, "rt", encoding="utf-8") as fh:

@@ -1,18 +1,19 @@
 """Word normalisation and 64-bit n-gram hashing shared by dedup, decontamination and the classifier.
 
-One normalisation everywhere (`re.findall(r"\\w+", text.lower())`) is what makes our n-grams comparable
-with the evaluation harness's n-gram export. Hashes use blake2b, not Python's `hash()`, so they are
-the same in every process and every run.
+One normalisation everywhere (NFKC, lower case, runs of letters and digits) makes our n-grams
+comparable with the evaluation harness's n-gram export, which uses this same `words`. Hashes use
+blake2b, not Python's `hash()`, so they are the same in every process and every run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 import numpy as np
 
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits; punctuation, "_" and spaces separate words
 _CACHE: dict[str, int] = {}
 _CACHE_LIMIT = 1 << 20
 # Odd 64-bit multiplier for the polynomial n-gram hash (arithmetic wraps modulo 2**64).
@@ -20,8 +21,8 @@ _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens: the normalisation of the decontamination contract."""
-    return _WORD.findall(text.lower())
+    """Normalised word tokens (NFKC, lower case): the normalisation of the decontamination contract."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def stable_hash(data: str) -> int:

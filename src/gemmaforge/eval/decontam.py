@@ -14,8 +14,6 @@ File format (`write_ngrams`/`read_ngrams`): JSON Lines, one item per line,
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,17 +21,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..data.text import words
 from .data import read_jsonl
 from .tasks import Task, get_task
 
 DEFAULT_N = 13
 MIN_TOKENS = 8  # shorter fields ("A", "yes", a subject name) would match everywhere
-_WORD = re.compile(r"[^\W_]+")
-
-
-def words(text: str) -> list[str]:
-    """Normalised word tokens of `text` (see the module docstring)."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 
 
 def ngrams(text: str, n: int = DEFAULT_N, min_tokens: int = MIN_TOKENS) -> set[str]:

@@ -1,0 +1,181 @@
+"""Training checkpoints: everything needed to continue a run as if it had never stopped.
+
+`<out_dir>/checkpoints/step-00000100/` holds
+  config.json + model.safetensors   the model, in gemmaforge's own format (`gf.load_model` reads it)
+  optimizer.pt                      AdamW and LR-scheduler state (full, unsharded)
+  rng-00000.pt, rng-00001.pt, ...   python / numpy / torch (/ CUDA) RNG states of each rank
+  trainer.json                      step, data position, run identity, the TrainConfig
+A checkpoint is written into `.tmp-step-…` and renamed into place only once every rank has
+finished writing, so a run killed at any moment leaves either the old or the new checkpoint, never
+a torn one. Only the newest `keep` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from ..config import GemmaConfig
+from ..weights.tensors import read_safetensors
+from .distributed import DistInfo, barrier
+from .errors import TrainError
+
+PREFIX = "step-"
+
+
+def step_dir(directory: Path, step: int) -> Path:
+    return directory / f"{PREFIX}{step:08d}"
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary directories are never listed)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
+                  and p.name[len(PREFIX):].isdigit())
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def remove_partial(directory: Path) -> None:
+    """Delete temporary directories that a run killed mid-save left behind."""
+    if directory.is_dir():
+        for p in directory.glob(".tmp-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _full_options(info: DistInfo) -> StateDictOptions:
+    return StateDictOptions(full_state_dict=True, cpu_offload=info.distributed)
+
+
+def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaConfig,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int,
+                    info: DistInfo) -> Path:
+    """Collective: every rank calls it. Returns the checkpoint directory."""
+    model_state = get_model_state_dict(model, options=_full_options(info))
+    optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options(info))
+    final = step_dir(directory, step)
+    tmp = directory / f".tmp-{final.name}"
+    if info.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed mid-write
+        tmp.mkdir(parents=True)
+    barrier()
+    _write(tmp / f"rng-{info.rank:05d}.pt", torch.save, _rng_state())
+    if info.is_main:
+        (tmp / "config.json").write_text(config.to_json())
+        _write(tmp / "model.safetensors", lambda t, p: save_file(t, str(p), metadata={"format": "gemmaforge"}),
+               {k: v.detach().contiguous() for k, v in model_state.items()})
+        _write(tmp / "optimizer.pt", torch.save, {"optimizer": optim_state, "scheduler": scheduler.state_dict()})
+        _write(tmp / "trainer.json", lambda m, p: p.write_text(json.dumps(m, indent=2)),
+               {**meta, "step": step, "world_size": info.world_size})
+    barrier()
+    if info.is_main:
+        shutil.rmtree(final, ignore_errors=True)  # only when re-saving the very same step
+        os.rename(tmp, final)
+        _fsync(directory)
+        for old in list_checkpoints(directory)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier()
+    return final
+
+
+def _write(path: Path, writer: Any, obj: Any) -> None:
+    writer(obj, path)
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "trainer.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{path}: not a readable training checkpoint ({e})") from None
+
+
+def check_compatible(path: Path, meta: dict[str, Any], config: GemmaConfig, identity: dict[str, Any]) -> None:
+    """Refuse, naming every difference, a checkpoint written for another model or data stream."""
+    try:
+        saved = GemmaConfig.from_json(path / "config.json").to_dict()
+    except Exception as e:  # noqa: BLE001 - any failure here means "not our checkpoint"
+        raise TrainError(f"{path}: cannot read its model config ({e})") from None
+    diffs = [f"model.{k}: {saved.get(k)!r} there, {v!r} here" for k, v in config.to_dict().items()
+             if saved.get(k) != v and k != "name"]
+    diffs += [f"{k}: {meta.get('identity', {}).get(k)!r} there, {v!r} here" for k, v in identity.items()
+              if meta.get("identity", {}).get(k) != v]
+    if diffs:
+        raise TrainError(f"cannot resume from {path}: it was written by a different run ("
+                         + "; ".join(diffs) + "). Use another out_dir, or the config that wrote it.")
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    info: DistInfo) -> dict[str, Any]:
+    """Collective: restore model, optimizer, scheduler and this rank's RNG; return trainer.json."""
+    meta = read_meta(path)
+    state = read_safetensors(path / "model.safetensors")
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    try:
+        saved = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise TrainError(f"{path / 'optimizer.pt'}: unreadable ({e})") from None
+    set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=StateDictOptions(full_state_dict=True))
+    scheduler.load_state_dict(saved["scheduler"])
+    rng = path / f"rng-{info.rank:05d}.pt"
+    if rng.exists():
+        _set_rng_state(torch.load(rng, weights_only=True))
+    else:  # resumed with more ranks than wrote it: a fresh, still deterministic stream
+        seed_everything(hash((meta["step"], info.rank)) & 0xFFFF_FFFF)
+    return meta
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state(legacy=False)
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                       "pos": numpy_state["state"]["pos"], "has_gauss": numpy_state["has_gauss"],
+                       "gauss": numpy_state["gauss"]}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
+                                                               "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

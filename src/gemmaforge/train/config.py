@@ -1,0 +1,220 @@
+"""TrainConfig: every knob of a training run, loaded from TOML, checked before any work starts.
+
+A TOML file has one table per section ([model], [data], [optim], [train], [eval],
+[checkpoint], [log]) plus top-level `out_dir`. Every error names the offending field, e.g.
+`optim.lr: must be > 0, got -1`. In [model], `preset` names a GemmaConfig preset and every other
+key overrides one of its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+from ..config import GemmaConfig
+from ..errors import ConfigError
+from .errors import TrainError
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    preset: str = "tiny-gemma-mqa"
+    init_std: float = 0.02  # std of the normal init of every matrix (pre-training from scratch)
+    overrides: dict[str, Any] = field(default_factory=dict, metadata={"extras": True})
+
+    def gemma_config(self) -> GemmaConfig:
+        known = [f.name for f in dataclasses.fields(GemmaConfig)]
+        for key in self.overrides:
+            if key not in known:
+                raise TrainError(f"model.{key}: unknown field; [model] takes preset, init_std and the "
+                                 f"GemmaConfig fields {', '.join(known)}")
+        try:
+            overrides = dict(self.overrides)
+            if "n_layers" in overrides and "layer_types" not in overrides:
+                pattern = GemmaConfig.preset(self.preset).layer_types
+                overrides["layer_types"] = _extend_pattern(pattern, overrides["n_layers"])
+            return GemmaConfig.preset(self.preset).replace(**overrides)
+        except ConfigError as e:
+            raise TrainError(f"{'model.preset' if 'unknown preset' in str(e) else 'model'}: {e}") from None
+
+
+def _extend_pattern(pattern: str, n: int) -> str:
+    """A preset's local/global layer pattern at another depth: its shortest period repeated
+    (Gemma 2's "LG", Gemma 3's "LLLLLG"), so resizing keeps the family's attention layout."""
+    period = next(k for k in range(1, len(pattern) + 1)
+                  if all(c == pattern[i % k] for i, c in enumerate(pattern)))
+    return (pattern[:period] * (n // period + 1))[:n] if isinstance(n, int) and n > 0 else pattern
+
+
+@dataclass(frozen=True)
+class DataSection:
+    train: str = ""  # a flat uint32 token file, or a directory prepared by `gemmaforge data prepare`
+    val: str | None = None
+    seq_len: int = 256
+    seed: int = 0  # fixes the block order of every epoch
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio at max_steps
+    warmup_steps: int = 100
+    weight_decay: float = 0.1  # decoupled (AdamW)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    decay_norms: bool = False
+    decay_embeddings: bool = False
+
+
+@dataclass(frozen=True)
+class RunSection:
+    max_steps: int = 1000
+    global_batch: int = 32  # sequences per optimizer step, over all ranks and micro-batches
+    micro_batch: int = 8  # sequences per forward/backward on one rank
+    seed: int = 0
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 autocast on CUDA with bf16
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # how ranks share the model under torchrun
+    activation_checkpointing: bool = False  # recompute each Block in backward
+    compile: bool = False  # torch.compile each Block
+    loss_chunk: int | None = None  # tokens per cross-entropy chunk (None: ~64M logits per chunk)
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    interval: int = 100  # steps between validation passes (and one at the end)
+    blocks: int = 64  # validation blocks evaluated each time, spread evenly over the set
+
+
+@dataclass(frozen=True)
+class CheckpointSection:
+    interval: int = 100  # steps between checkpoints (and one at the end)
+    keep: int = 3  # newest checkpoints kept
+
+
+@dataclass(frozen=True)
+class LogSection:
+    interval: int = 1  # steps between metric rows
+    progress: bool = True  # tqdm bar on rank 0
+    peak_tflops: float | None = None  # per device, for MFU; None measures a float32 matmul
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: str = "runs/pretrain"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: RunSection = field(default_factory=RunSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            table = tomllib.loads(path.read_text("utf-8"))
+        except OSError as e:
+            raise TrainError(f"cannot read config {path}: {e.strerror or e}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise TrainError(f"config {path} is not valid TOML: {e}") from None
+        try:
+            return cls.from_dict(table)
+        except TrainError as e:
+            raise TrainError(f"config {path}: {e}") from None
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any]) -> TrainConfig:
+        return _build(cls, table, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: Any) -> TrainConfig:
+        """A copy with some fields changed; section values may be dicts of changed fields."""
+        changes = {k: dataclasses.replace(getattr(self, k), **v) if isinstance(v, dict) else v
+                   for k, v in sections.items()}
+        return dataclasses.replace(self, **changes)
+
+
+def _validate(c: TrainConfig) -> None:
+    def need(ok: bool, name: str, msg: str) -> None:
+        if not ok:
+            raise TrainError(f"{name}: {msg}, got {_get(c, name)!r}")
+
+    c.model.gemma_config()
+    need(c.model.init_std > 0, "model.init_std", "must be > 0")
+    for name in ("data.seq_len", "optim.lr", "train.max_steps", "train.global_batch", "train.micro_batch",
+                 "eval.interval", "eval.blocks", "checkpoint.interval", "checkpoint.keep", "log.interval",
+                 "optim.eps"):
+        need(_get(c, name) > 0, name, "must be > 0")
+    for name in ("optim.warmup_steps", "optim.weight_decay", "optim.grad_clip"):
+        need(_get(c, name) >= 0, name, "must be >= 0")
+    for name in ("optim.min_lr_ratio", "optim.beta1", "optim.beta2"):
+        need(0 <= _get(c, name) <= 1, name, "must be in [0, 1]")
+    need(c.train.loss_chunk is None or c.train.loss_chunk > 0, "train.loss_chunk", "must be > 0")
+    need(c.log.peak_tflops is None or c.log.peak_tflops > 0, "log.peak_tflops", "must be > 0")
+    need(c.train.global_batch % c.train.micro_batch == 0, "train.global_batch",
+         f"must be a multiple of train.micro_batch ({c.train.micro_batch})")
+    need(bool(c.out_dir), "out_dir", "must name a directory")
+
+
+def _get(c: TrainConfig, dotted: str) -> Any:
+    obj: Any = c
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    """Instantiate dataclass `cls` from a TOML table, converting and checking each field's type."""
+    if not isinstance(table, dict):
+        raise TrainError(f"{where or 'config'}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    extras = next((f.name for f in fields.values() if f.metadata.get("extras")), None)
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{where}.{key}" if where else key
+        if key in fields and key != extras:
+            kwargs[key] = _convert(value, hints[key], name)
+        elif key == extras:  # as `to_dict` writes it
+            kwargs.setdefault(extras, {}).update(_convert(value, hints[key], name))
+        elif extras:
+            kwargs.setdefault(extras, {})[key] = value
+        else:
+            raise TrainError(f"{name}: unknown field; {where or 'the top level'} has: {', '.join(fields)}")
+    return cls(**kwargs)
+
+
+def _convert(value: Any, tp: Any, name: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, name)
+    if origin in (typing.Union, types.UnionType):  # `X | None`: TOML has no null, so None = omitted
+        if value is None:
+            return None
+        return _convert(value, next(a for a in args if a is not type(None)), name)
+    if origin is Literal:
+        if value not in args:
+            raise TrainError(f"{name}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, bool, str) and type(value) is tp:
+        return value
+    if origin is dict and isinstance(value, dict):
+        return value
+    raise TrainError(f"{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}")

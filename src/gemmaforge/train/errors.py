@@ -1,0 +1,7 @@
+"""The one error type training raises for bad input (config, data, checkpoints)."""
+
+from ..errors import GemmaForgeError
+
+
+class TrainError(GemmaForgeError, ValueError):
+    """A training run that cannot start or resume as configured; the message names the culprit."""

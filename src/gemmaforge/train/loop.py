@@ -1,0 +1,187 @@
+"""The one training loop every objective shares.
+
+It owns optimisation (AdamW, warm-up + cosine, clipping, accumulation, bf16 autocast where the
+hardware has it), distribution (DDP / FSDP2 under torchrun), checkpoint / resume and metrics. It
+knows nothing of the data: `StepData` hands it each step's micro-batches, opaque to it, and the
+`Objective` turns a micro-batch into a loss.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..model import Gemma
+from .checkpoint import check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistInfo, all_sum
+from .errors import TrainError
+from .metrics import MetricsLog, flops_per_token, measure_matmul_flops, progress_bar
+from .objective import TOKENS, Objective
+from .optim import build_optimizer
+from .parallelize import grad_norm, gradient_sync, parallelize
+
+
+class StepData(Protocol):
+    def micro_batches(self, step: int) -> Sequence[Any]:
+        """This rank's micro-batches for optimizer step `step` (a pure function of it)."""
+        ...
+
+    def position(self, step: int) -> int:
+        """Examples consumed over all ranks before `step` (recorded in checkpoints)."""
+        ...
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must agree on to resume this stream."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step: int
+    train_loss: float
+    val_loss: float | None
+    tokens: int  # trained on by this process's run (resumed runs: since the resume)
+    wall_s: float
+    resumed_from: int | None
+    checkpoint: Path
+
+
+class Trainer:
+    def __init__(self, model: Gemma, objective: Objective, data: StepData, config: TrainConfig,
+                 info: DistInfo, val_batches: Sequence[Any] = ()) -> None:
+        self.config, self.info, self.objective, self.data = config, info, objective, data
+        self.val_batches = val_batches
+        self.gemma_config = model.config
+        self.n_params = model.num_parameters()
+        self.out = Path(config.out_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        t = config.train
+        self.model = parallelize(model, info, t.parallel, t.activation_checkpointing, t.compile)
+        self.optimizer, self.scheduler = build_optimizer(self.model, config.optim, t.max_steps)
+        bf16 = t.precision == "bfloat16" or (t.precision == "auto" and info.device.type == "cuda"
+                                              and torch.cuda.is_bf16_supported())
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
+        self.identity = {**data.identity(), "seq_len": config.data.seq_len}
+        peak = config.log.peak_tflops
+        self.peak_flops = peak * 1e12 if peak else \
+            measure_matmul_flops(info.device, self.autocast_dtype or torch.float32)
+        self.flops_per_token = flops_per_token(self.gemma_config, config.data.seq_len, self.n_params)
+
+    # -- one step ----------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.info.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """Forward/backward every micro-batch of `step`, then one clipped optimizer step."""
+        self.model.train()
+        micro = self.data.micro_batches(step)
+        totals: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(micro):
+            with gradient_sync(self.model, i == len(micro) - 1), self._autocast():
+                loss, metrics = self.objective.loss(self.model, to_device(batch, self.info.device))
+                (loss / len(micro)).backward()
+            for k, v in {"loss": loss.detach(), **metrics}.items():
+                totals[k] = totals.get(k, 0) + torch.as_tensor(v, dtype=torch.float64, device=self.info.device)
+        clip = self.config.optim.grad_clip or math.inf
+        norm = grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        summed = all_sum(torch.stack(list(totals.values())))
+        row = {k: float(v) / (1 if k == TOKENS else len(micro) * self.info.world_size)
+               for k, v in zip(totals, summed)}
+        return {**row, "lr": lr, "grad_norm": norm}
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Token-weighted mean loss over the validation micro-batches of every rank."""
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.info.device)
+        for batch in self.val_batches:
+            with self._autocast():
+                loss, metrics = self.objective.loss(self.model, to_device(batch, self.info.device))
+            sums[0] += loss.double() * metrics[TOKENS]
+            sums[1] += metrics[TOKENS]
+        sums = all_sum(sums)
+        return float(sums[0] / sums[1])
+
+    # -- the run -----------------------------------------------------------------------------
+    def _resume_point(self, resume: bool) -> Path | None:
+        """The checkpoint to continue from; refuses to silently restart over an existing run."""
+        found = latest_checkpoint(self.ckpt_dir)
+        if found is None:
+            if resume:
+                self._say(f"--resume: no checkpoint in {self.ckpt_dir}; starting from scratch")
+            return None
+        if not resume:
+            raise TrainError(f"{self.out} already holds checkpoints (newest: {found.name}); pass --resume to "
+                             "continue that run, or choose another out_dir")
+        check_compatible(found, read_meta(found), self.gemma_config, self.identity)
+        return found
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg, info = self.config, self.info
+        found = self._resume_point(resume)
+        if info.is_main:
+            remove_partial(self.ckpt_dir)
+        start = 0
+        if found is not None:
+            start = load_checkpoint(found, self.model, self.optimizer, self.scheduler, info)["step"]
+            self._say(f"resumed from {found} at step {start}")
+        log = MetricsLog(self.out / "metrics.jsonl", start if found else None) if info.is_main else None
+        bar = progress_bar(cfg.train.max_steps, start, info.is_main and cfg.log.progress)
+        begin, tokens, row, val, last = time.perf_counter(), 0, {}, None, found
+        for step in range(start, cfg.train.max_steps):
+            t0 = time.perf_counter()
+            row = self.train_step(step)
+            seconds = time.perf_counter() - t0
+            done = step + 1
+            tokens += int(row[TOKENS])
+            tps = row[TOKENS] / seconds
+            row = {"step": done, **row, "tokens_per_s": tps, "step_s": seconds,
+                   "mfu": tps * self.flops_per_token / (self.peak_flops * info.world_size)}
+            final = done == cfg.train.max_steps
+            evaluated = bool(self.val_batches) and (done % cfg.eval.interval == 0 or final)
+            if evaluated:
+                val = row["val_loss"] = self.evaluate()
+            if log and (evaluated or done % cfg.log.interval == 0 or final):
+                log.write(row)
+            if done % cfg.checkpoint.interval == 0 or final:
+                meta = {"identity": self.identity, "data_position": self.data.position(done),
+                        "train_config": cfg.to_dict()}
+                last = save_checkpoint(self.ckpt_dir, done, self.model, self.gemma_config, self.optimizer,
+                                       self.scheduler, meta, cfg.checkpoint.keep, info)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
+                            **({"val": f"{val:.3f}"} if val is not None else {}))
+        bar.close()
+        if start >= cfg.train.max_steps:
+            self._say(f"nothing to do: the run already reached train.max_steps ({cfg.train.max_steps})")
+        return TrainResult(step=max(start, cfg.train.max_steps), train_loss=row.get("loss", math.nan),
+                           val_loss=val, tokens=tokens, wall_s=time.perf_counter() - begin,
+                           resumed_from=start if found else None, checkpoint=last)
+
+    def _say(self, message: str) -> None:
+        if self.info.is_main:
+            print(f"gemmaforge: {message}", file=sys.stderr)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor in a (nested) batch to `device`, leaving its structure alone."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch

@@ -1,0 +1,34 @@
+"""The loss curve of a run as a PNG, drawn from its metrics JSONL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .metrics import read_rows
+
+
+def plot_loss(metrics: Path, png: Path, baseline: float | None = None, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on training machines
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(metrics)
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    if train:
+        ax.plot(*zip(*train), lw=1, label="train loss")
+    if val:
+        ax.plot(*zip(*val), "o-", lw=1.5, label="validation loss")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"unigram entropy ({baseline:.2f})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(title or metrics.parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png

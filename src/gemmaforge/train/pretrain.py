@@ -1,0 +1,109 @@
+"""`gemmaforge pretrain --config FILE [--resume]`: train a Gemma from scratch on token blocks.
+
+Also `python -m gemmaforge.train.pretrain --config FILE` and, on several processes or nodes,
+`torchrun --nproc-per-node N -m gemmaforge.train.pretrain --config FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import GemmaForgeError
+from ..model import Gemma
+from .checkpoint import seed_everything
+from .config import TrainConfig
+from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
+from .distributed import DistInfo, init_distributed, shutdown
+from .loop import Trainer
+from .objective import NextTokenObjective
+from .plot import plot_loss
+
+
+def init_weights(model: Gemma, std: float) -> None:
+    """Normal(0, std) matrices, with the residual-branch outputs (o_proj, down_proj) scaled by
+    1/sqrt(2·layers) as in GPT-2, so the residual stream does not grow with depth; norm gains 0
+    (Gemma's RMSNorm multiplies by 1 + w)."""
+    out_std = std / math.sqrt(2 * model.config.n_layers)
+    for name, p in model.named_parameters():
+        if p.dim() < 2:
+            nn.init.zeros_(p)
+        else:
+            nn.init.normal_(p, 0.0, out_std if name.endswith(("o_proj.weight", "down_proj.weight")) else std)
+
+
+def pretrain(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run (or continue, with `resume`) the pre-training `config` describes; return its summary,
+    which is also written to `<out_dir>/summary.json` next to metrics.jsonl and loss.png."""
+    info = init_distributed(config.train.device)
+    try:
+        return _pretrain(config, resume, info)
+    finally:
+        shutdown()
+
+
+def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
+    started = time.perf_counter()
+    gemma_config = config.model.gemma_config()
+    d, t = config.data, config.train
+    train = open_blocks(d.train, d.seq_len, gemma_config.vocab_size, "data.train")
+    val = open_blocks(d.val, d.seq_len, gemma_config.vocab_size, "data.val") if d.val else None
+    seed_everything(t.seed)  # the same initial weights on every rank
+    model = Gemma(gemma_config)
+    init_weights(model, config.model.init_std)
+    seed_everything(t.seed + info.rank)  # per-rank streams from here on (checkpointed)
+    data = StepBatches(train, t.global_batch, t.micro_batch, d.seed, info.rank, info.world_size)
+    val_batches = eval_batches(val, config.eval.blocks, t.micro_batch, info.rank, info.world_size) if val else []
+    trainer = Trainer(model, NextTokenObjective(t.loss_chunk), data, config, info, val_batches)
+    result = trainer.fit(resume)
+    summary = {"out_dir": config.out_dir, "parameters": trainer.n_params, "steps": result.step,
+               "train_loss": result.train_loss, "val_loss": result.val_loss,
+               "val_unigram_entropy": unigram_entropy(val, config.eval.blocks, info.world_size) if val else None,
+               "tokens_trained": result.tokens, "wall_s": time.perf_counter() - started,
+               "train_s": result.wall_s, "resumed_from": result.resumed_from,
+               "checkpoint": str(result.checkpoint), "world_size": info.world_size,
+               "device": str(info.device), "threads": torch.get_num_threads()}
+    if info.is_main:
+        out = Path(config.out_dir)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_loss(out / "metrics.jsonl", out / "loss.png", summary["val_unigram_entropy"],
+                  f"{gemma_config.name or 'Gemma'} · {trainer.n_params / 1e6:.1f}M parameters")
+    return summary
+
+
+def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
+    return parser
+
+
+def pretrain_main(args: argparse.Namespace) -> None:
+    """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input."""
+    summary = pretrain(TrainConfig.load(args.config), resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(summary, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = add_pretrain_arguments(argparse.ArgumentParser(prog="gemmaforge pretrain", description=__doc__)
+                                  ).parse_args(argv)
+    try:
+        pretrain_main(args)
+    except GemmaForgeError as e:
+        print(f"gemmaforge pretrain: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
