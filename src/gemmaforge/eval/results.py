@@ -147,5 +147,7 @@ def _finite(obj: Any) -> Any:
 
 
 def command_line() -> str:
-    """The command that started this process, shell-quoted."""
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command that started this process, shell-quoted (`python -m pkg` for a __main__)."""
+    prog = Path(sys.argv[0])
+    head = ["python", "-m", prog.parent.name] if prog.name == "__main__.py" else [prog.name]
+    return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])
