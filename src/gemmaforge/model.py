@@ -30,6 +30,27 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ConfigError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16")
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T. For a few rows on CPU (decoding), BLAS runs the matrix-vector product on one
+    thread; splitting the weight's rows into a batch lets bmm use every thread (3x faster here)."""
+    rows = x.numel() // x.shape[-1]
+    parts = math.gcd(weight.shape[0], torch.get_num_threads())
+    if rows > 4 or parts == 1 or x.device.type != "cpu" or torch.is_grad_enabled():
+        return F.linear(x, weight)
+    out = torch.bmm(weight.view(parts, -1, weight.shape[1]), x.reshape(rows, -1).t().expand(parts, -1, -1))
+    return out.permute(2, 0, 1).reshape(*x.shape[:-1], weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters, same LoRA/FSDP seams) with the fast decoding path above."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight)
+
+
 class RMSNorm(nn.Module):
     """Gemma's RMSNorm: computed in float32, scaled by (1 + weight), cast back at the end."""
 
@@ -121,10 +142,10 @@ class Attention(nn.Module):
         self.layer = layer
         self.local = cfg.is_local(layer)
         self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=False)
-        self.k_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = nn.Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.o_proj = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False)
+        self.q_proj = Linear(cfg.d_model, cfg.n_heads * cfg.head_dim)
+        self.k_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim)
+        self.v_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim)
+        self.o_proj = Linear(cfg.n_heads * cfg.head_dim, cfg.d_model)
         if cfg.qk_norm:
             self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
@@ -156,9 +177,9 @@ class Attention(nn.Module):
 class GeGLU(nn.Module):
     def __init__(self, cfg: GemmaConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
-        self.up_proj = nn.Linear(cfg.d_model, cfg.ffn_dim, bias=False)
-        self.down_proj = nn.Linear(cfg.ffn_dim, cfg.d_model, bias=False)
+        self.gate_proj = Linear(cfg.d_model, cfg.ffn_dim)
+        self.up_proj = Linear(cfg.d_model, cfg.ffn_dim)
+        self.down_proj = Linear(cfg.ffn_dim, cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
@@ -225,7 +246,7 @@ class Gemma(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection (tied to the embedding) plus Gemma 2's final soft-cap."""
-        out = hidden @ self.embed.weight.t()
+        out = linear(hidden, self.embed.weight)
         cap = self.config.final_softcap
         return torch.tanh(out / cap) * cap if cap is not None else out
 
