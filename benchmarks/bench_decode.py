@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from gemmaforge.machine import cpu_name
+
 SHORT = "The history of the city of Rome begins"
 
 
@@ -181,7 +183,7 @@ def main() -> None:
     weight_bytes = results["gemmaforge"]["weight_bytes_per_token"]
     roofline = bandwidth / weight_bytes
     report = {
-        "cpu": _cpu_name(), "threads": args.threads, "versions": versions, "new_tokens": args.new_tokens,
+        "cpu": cpu_name(), "threads": args.threads, "versions": versions, "new_tokens": args.new_tokens,
         "bandwidth_gb_s": bandwidth / 1e9, "weight_gb_per_token": weight_bytes / 1e9,
         "roofline_tok_s": roofline, "results": results,
     }
@@ -193,16 +195,6 @@ def main() -> None:
     (args.out / "decode.json").write_text(json.dumps(report, indent=2))
     (args.out / "decode.md").write_text(markdown(report))
     print(markdown(report))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _num(v: float | None) -> str:

