@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,18 +85,12 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             old = target.with_name(f".{target.name}.old")
             os.rename(target, old)
             os.rename(tmp, target)
-            _rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, target)
     except BaseException:
-        _rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
