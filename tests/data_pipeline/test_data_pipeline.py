@@ -76,7 +76,7 @@ def test_empty_corpus_message_lists_the_drops(corpus, make_config, byte_tokenize
 def test_corrupt_source_and_existing_output(corpus, make_config, byte_tokenizer):
     (corpus / "broken.jsonl").write_text('{"text": "fine"}\n{"text": oops}\n')
     cfg = make_config(corpus, "bad", sources=[{"name": "b", "kind": "web", "paths": [str(corpus / "broken.jsonl")]}])
-    with pytest.raises(DataError, match=r"broken.jsonl:2: invalid JSON"):
+    with pytest.raises(DataError, match=r"broken.jsonl:2: not valid JSON"):
         prepare(cfg, tokenizer=byte_tokenizer)
     (corpus / "taken").mkdir()
     (corpus / "taken" / "keep.txt").write_text("user data")

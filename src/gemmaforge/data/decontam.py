@@ -8,12 +8,12 @@ so the index is compact and picklable.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..jsonl import read_jsonl
 from .errors import DataError
 from .text import ngram_hashes, word_hashes, words
 
@@ -31,19 +31,9 @@ class EvalNgrams:
     @classmethod
     def load(cls, path: str | Path) -> EvalNgrams:
         try:
-            lines = Path(path).read_text("utf-8").splitlines()
-        except OSError as e:
-            raise DataError(f"eval n-gram export {path}: {e.strerror}") from None
-        except UnicodeDecodeError as e:
-            raise DataError(f"eval n-gram export {path}: not UTF-8 ({e})") from None
-        records = []
-        for no, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError as e:
-                raise DataError(f"eval n-gram export {path}, line {no}: not valid JSON ({e})") from None
+            records = [rec for _, rec in read_jsonl(path, DataError)]
+        except DataError as e:
+            raise DataError(f"eval n-gram export {e}") from None
         return cls.from_records(records, str(path))
 
     @classmethod

