@@ -7,6 +7,7 @@ from model_helpers import random_gemma
 
 import gemmaforge as gf
 from gemmaforge.generate import Decoder, TextStream, generate, stream
+from gemmaforge.kv_cache import PromptCache
 from gemmaforge.sampling import Sampling, filter_logits
 
 
@@ -113,3 +114,56 @@ def test_generate_and_stream_agree():
     assert texts[1] == "".join(stream(model, tok, "hello there", max_new_tokens=16))
     with pytest.raises(gf.InputError, match="list of prompts"):
         generate(model, tok, "ab")
+
+
+def count_prefill(model):
+    """Tokens in each forward pass of `model`, recorded in a list."""
+    sizes = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: sizes.append((args or [kwargs["input_ids"]])[0].shape[1]),
+                                    with_kwargs=True)
+    return sizes
+
+
+def test_prompt_cache_prefills_only_what_is_new_and_decodes_as_fresh(tiny_name):
+    model = random_gemma(tiny_name, std=0.1)
+    sizes = count_prefill(model)
+    cache = PromptCache()
+    turn1 = [2, 17, 99, 5, 300, 41, 7, 8, 9, 10]  # longer than tiny-gemma3's window of 8
+    out1 = run(model, [turn1], 12, prompt_cache=cache)[0]
+    assert cache.tokens == turn1 + out1[:-1]  # the last sampled token was never fed
+    turn2 = turn1 + out1 + [5, 6, 7]  # the next turn: the history, the reply, new text
+    sizes.clear()
+    out2 = run(model, [turn2], 10, prompt_cache=cache)[0]
+    assert sizes[0] == 4 and cache.cache.max_len >= len(turn2) + 10  # the cache grew past its first size
+    turn3 = turn2[:12] + [400, 401]  # diverges inside the first reply: roll back to 12 tokens
+    sizes.clear()
+    out3 = run(model, [turn3], 10, prompt_cache=cache)[0]
+    assert sizes[0] == 2
+    assert run(model, [turn1], 12) == [out1] and run(model, [turn2], 10) == [out2]
+    assert run(model, [turn3], 10) == [out3]
+    with pytest.raises(gf.InputError, match="one prompt at a time"):
+        Decoder(model, [turn1, turn2], 4, prompt_cache=cache)
+
+
+class ChatBytes(ByteTokenizer):
+    def apply_chat_template(self, messages, add_generation_prompt=False, system=None):
+        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
+        return text + ("<model>" if add_generation_prompt else "")
+
+
+def test_chat_session_replies_equal_a_fresh_prefill_of_the_whole_history():
+    model = random_gemma("tiny-gemma3", std=0.1)
+    tok = ChatBytes()
+    session = gf.ChatSession(model, tok, Sampling(temperature=0.9, seed=5), max_new_tokens=6)
+    sizes = count_prefill(model)
+    for text in ["hi", "tell me more", "ok"]:
+        prompt = tok.encode(tok.apply_chat_template(session.messages + [{"role": "user", "content": text}],
+                                                    add_generation_prompt=True))
+        fresh = "".join(stream(model, tok, prompt, 6, temperature=0.9, seed=5))
+        sizes.clear()
+        assert "".join(session.send(text)) == fresh
+        assert sizes[0] < len(prompt) or not session.messages[:-2]  # after the first turn, only the new part
+    session.reset()
+    sizes.clear()
+    "".join(session.send("hi"))
+    assert session.cache.tokens[:1] == [2] and len(session.messages) == 2

@@ -1,7 +1,10 @@
 """Incremental decoding through the KV cache equals one full forward pass."""
 
+import pytest
 import torch
 from model_helpers import random_gemma
+
+from gemmaforge.kv_cache import KVCache
 
 
 def test_chunked_prefill_and_decode_equal_full_forward(tiny_name):
@@ -31,3 +34,22 @@ def test_left_padded_batch_decodes_like_each_prompt_alone(tiny_name):
         for row, prompt in enumerate((a, b)):
             alone = model(torch.cat([prompt, nxt[row:row + 1]], 1))[0, prompt.shape[1] - 1:]
             assert (batched[row] - alone).abs().max() <= 1e-4
+
+
+def test_rollback_cache_truncates_and_grows_exactly(tiny_name):
+    """Without rings, a cache can forget a suffix and grow; the logits stay those of a full pass."""
+    model = random_gemma(tiny_name)
+    ids = torch.randint(0, model.config.vocab_size, (1, 30), generator=torch.Generator().manual_seed(6))
+    other = torch.randint(0, model.config.vocab_size, (1, 10), generator=torch.Generator().manual_seed(7))
+    cache = KVCache.allocate(model.config, 1, 20, model.dtype, rings=False)
+    with torch.no_grad():
+        model(ids[:, :20], cache=cache)
+        cache.truncate(12)  # forget positions 12..19
+        cache = cache.grown(40)
+        got = model(torch.cat((ids[:, 12:20], other), 1), cache=cache)
+        want = model(torch.cat((ids[:, :20], other), 1))[:, 12:]
+    assert (got - want).abs().max() <= 1e-4
+    ring = model.new_cache(batch_size=1, max_len=64)
+    if any(ring.ring):  # the sliding-window models: a ring buffer refuses to roll back
+        with pytest.raises(ValueError, match="cannot roll back"):
+            ring.truncate(3)

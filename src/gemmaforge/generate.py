@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 
 from .errors import InputError
+from .kv_cache import KVCache, PromptCache
 from .model import Gemma
 from .sampling import Sampling, choose
 
@@ -48,12 +49,18 @@ class Decoder:
 
     Each step yields a list with the new token id of every row, or None for rows that have
     finished (a stop id, `max_new_tokens`, or `finish(row)` called by the consumer).
+    With a `prompt_cache` (one prompt only), the prompt's prefix already in that cache is not
+    computed again, and the cache keeps this generation for the next one.
     """
 
     def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                 sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False):
+                 sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False,
+                 prompt_cache: PromptCache | None = None):
         ctx = model.config.max_seq_len
         self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
+        if prompt_cache is not None and len(self.prompts) != 1:
+            raise InputError(f"a prompt cache serves one prompt at a time, got {len(self.prompts)}")
+        self.prompt_cache = prompt_cache
         sampling = sampling or Sampling()
         self.model, self.sampling, self.max_new_tokens = model, sampling, max_new_tokens
         self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
@@ -63,14 +70,22 @@ class Decoder:
     def finish(self, row: int) -> None:
         self.done[row] = True
 
-    def _prefill_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(p) for p in self.prompts)
-        ids = torch.zeros(len(self.prompts), width, dtype=torch.long)
+    def _prefill(self, device: torch.device) -> tuple[KVCache, torch.Tensor]:
+        """The KV cache after the prompts, and the logits at each prompt's last position."""
+        model, prompts = self.model, self.prompts
+        need = max(len(p) for p in prompts) + self.max_new_tokens
+        if self.prompt_cache is not None:
+            cache, held = self.prompt_cache.take(model.config, model.dtype, device, prompts[0], need)
+            logits = model(torch.tensor([prompts[0][held:]], device=device), cache=cache, logits_at="last")
+            return cache, logits
+        width = max(len(p) for p in prompts)
+        ids = torch.zeros(len(prompts), width, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for i, p in enumerate(self.prompts):
+        for i, p in enumerate(prompts):  # left padding: every row's last token is at the end
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        return ids, mask
+        cache = model.new_cache(len(prompts), need)
+        return cache, model(ids.to(device), attention_mask=mask.to(device), cache=cache, logits_at="last")
 
     @torch.inference_mode()
     def __iter__(self) -> Iterator[list[int | None]]:
@@ -78,31 +93,35 @@ class Decoder:
             return
         model, device = self.model, self.model.embed.weight.device
         batch = len(self.prompts)
-        cache = model.new_cache(batch, max(len(p) for p in self.prompts) + self.max_new_tokens)
         seen = None
         if self.sampling.repetition_penalty != 1.0:
             seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
             for i, p in enumerate(self.prompts):
                 seen[i, torch.tensor(p, device=device)] = True
-        ids, mask = self._prefill_batch()
-        logits = model(ids.to(device), attention_mask=mask.to(device), cache=cache, logits_at="last")
-        for _ in range(self.max_new_tokens):
-            nxt = choose(logits[:, -1].float(), self.sampling, seen, self.generators).cpu()
-            out: list[int | None] = []
-            for row, tok in enumerate(nxt.tolist()):
-                if self.done[row]:
-                    out.append(None)
-                    continue
-                out.append(tok)
-                if tok in self.stop_ids:
-                    self.done[row] = True
-            yield out
-            if all(self.done):
-                return
-            if seen is not None:
-                seen[torch.arange(batch), nxt.to(device)] = True
-            logits = model(nxt[:, None].to(device), cache=cache)
-        self.done = [True] * batch
+        cache, logits = self._prefill(device)
+        fed = list(self.prompts[0])  # what the cache holds, for the prompt cache
+        try:
+            for step in range(self.max_new_tokens):
+                nxt = choose(logits[:, -1].float(), self.sampling, seen, self.generators).cpu()
+                out: list[int | None] = []
+                for row, tok in enumerate(nxt.tolist()):
+                    if self.done[row]:
+                        out.append(None)
+                        continue
+                    out.append(tok)
+                    if tok in self.stop_ids:
+                        self.done[row] = True
+                yield out
+                if all(self.done) or step == self.max_new_tokens - 1:  # no forward for a token never used
+                    break
+                if seen is not None:
+                    seen[torch.arange(batch), nxt.to(device)] = True
+                logits = model(nxt[:, None].to(device), cache=cache)
+                fed.append(int(nxt[0]))
+        finally:  # also when the consumer stops early: the cache holds exactly `fed`
+            self.done = [True] * batch
+            if self.prompt_cache is not None:
+                self.prompt_cache.tokens = fed
 
 
 class TextStream:
@@ -145,20 +164,22 @@ class TextStream:
 
 def _setup(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]],
            max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-           repetition_penalty: float, seed: int, add_bos: bool, truncate: bool) -> Decoder:
+           repetition_penalty: float, seed: int, add_bos: bool, truncate: bool,
+           prompt_cache: PromptCache | None = None) -> Decoder:
     ids = [tokenizer.encode(p, add_bos=add_bos) if isinstance(p, str) else list(p) for p in prompts]
     sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
     stop_ids = {tokenizer.eos_id, getattr(tokenizer, "end_of_turn_id", tokenizer.eos_id)}
-    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate)
+    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate, prompt_cache)
 
 
 def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], max_new_tokens: int = 64,
            temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
            repetition_penalty: float = 1.0, seed: int = 0, stop: Sequence[str] = (), add_bos: bool = True,
-           truncate: bool = False) -> Iterator[str]:
-    """Yield the continuation of one prompt as text deltas, as soon as each is complete."""
+           truncate: bool = False, prompt_cache: PromptCache | None = None) -> Iterator[str]:
+    """Yield the continuation of one prompt as text deltas, as soon as each is complete.
+    A `prompt_cache` carried from call to call skips recomputing the prefix the prompts share."""
     dec = _setup(model, tokenizer, [prompt], max_new_tokens, temperature, top_k, top_p,
-                 repetition_penalty, seed, add_bos, truncate)
+                 repetition_penalty, seed, add_bos, truncate, prompt_cache)
     text = TextStream(tokenizer, stop)
     stop_ids = set(dec.stop_ids.tolist())
     for (tok,) in dec:

@@ -1,9 +1,10 @@
 """A preallocated key/value cache for incremental decoding.
 
 Global layers keep every position (slot = position); sliding-window layers keep only their window
-in a ring buffer (slot = position mod window). Each slot remembers the position it holds (-1 when
-empty), so attention masks come from positions alone and batches of different lengths need no
-special cases. One extra "trash" slot per layer absorbs padding tokens.
+in a ring buffer (slot = position mod window), unless the cache must be able to roll back (a
+`PromptCache`): then they keep every position too and the mask applies the window. Each slot
+remembers the position it holds (-1 when empty), so attention masks come from positions alone and
+batches of different lengths need no special cases. One extra "trash" slot per layer absorbs padding tokens.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ class KVCache:
 
     @classmethod
     def allocate(cls, cfg: GemmaConfig, batch: int, max_len: int, dtype: torch.dtype,
-                 device: torch.device | str = "cpu") -> KVCache:
+                 device: torch.device | str = "cpu", rings: bool = True) -> KVCache:
         keys, values, slot_pos, ring = [], [], [], []
         for i in range(cfg.n_layers):
-            local = cfg.is_local(i) and cfg.sliding_window < max_len
+            local = rings and cfg.is_local(i) and cfg.sliding_window < max_len
             slots = cfg.sliding_window if local else max_len
             shape = (batch, cfg.n_kv_heads, slots + 1, cfg.head_dim)
             keys.append(torch.zeros(shape, dtype=dtype, device=device))
@@ -40,6 +41,31 @@ class KVCache:
             ring.append(local)
         return cls(keys, values, slot_pos, ring,
                    torch.zeros(batch, dtype=torch.long, device=device), max_len)
+
+    def truncate(self, n: int) -> None:
+        """Forget every position from `n` on (the cache must have no ring buffers)."""
+        if any(self.ring):
+            raise ValueError("a ring-buffer KV cache cannot roll back: allocate it with rings=False")
+        for pc in self.slot_pos:
+            pc[:, n:] = -1
+        self.length = self.prev_length = min(self.length, n)
+        self.next_position = torch.full_like(self.next_position, n)
+
+    def grown(self, max_len: int) -> KVCache:
+        """A copy with room for `max_len` positions (no ring buffers; the trash slot stays last)."""
+        if any(self.ring):
+            raise ValueError("a ring-buffer KV cache cannot grow: allocate it with rings=False")
+
+        def bigger(t: torch.Tensor, dim: int, fill: float) -> torch.Tensor:  # slots along `dim`
+            shape = list(t.shape)
+            shape[dim] = max_len + 1
+            out = t.new_full(shape, fill)
+            out.narrow(dim, 0, self.max_len).copy_(t.narrow(dim, 0, self.max_len))
+            return out
+
+        return KVCache([bigger(k, 2, 0) for k in self.keys], [bigger(v, 2, 0) for v in self.values],
+                       [bigger(p, 1, -1) for p in self.slot_pos], list(self.ring),
+                       self.next_position.clone(), max_len, self.length, self.prev_length)
 
     def begin(self, k_pos: torch.Tensor) -> None:
         """Called once per forward with the new keys' positions [B, T] (-1 = padding)."""
@@ -75,3 +101,37 @@ class KVCache:
             return seen
         n = min(self.length, slots)
         return kc[:, :, :n], vc[:, :, :n], pc[:, :n]
+
+
+class PromptCache:
+    """A batch-1 KV cache kept from one generation to the next, as a chat does.
+
+    Each prompt reuses the longest prefix it shares with the tokens already stored, so a new turn
+    prefills only itself instead of the whole history. What follows the shared prefix (say, a reply
+    whose re-tokenised text differs from the sampled ids) is rolled back. Sliding-window layers
+    keep every position here, because a ring buffer cannot roll back.
+    """
+
+    def __init__(self) -> None:
+        self.cache: KVCache | None = None
+        self.tokens: list[int] = []  # what positions 0, 1, ... of `cache` hold
+
+    def reset(self) -> None:
+        self.cache, self.tokens = None, []
+
+    def take(self, cfg: GemmaConfig, dtype: torch.dtype, device: torch.device, prompt: list[int],
+             need: int) -> tuple[KVCache, int]:
+        """The cache, ready for `prompt` and `need` positions in all; and how many of the prompt's
+        tokens it already holds (always fewer than all, so the last one yields fresh logits)."""
+        keep = 0
+        for a, b in zip(self.tokens, prompt[:-1]):
+            if a != b:
+                break
+            keep += 1
+        if self.cache is None:
+            self.cache = KVCache.allocate(cfg, 1, need, dtype, device, rings=False)
+        elif self.cache.max_len < need:  # double, so a long chat reallocates only a few times
+            self.cache = self.cache.grown(min(max(need, 2 * self.cache.max_len), cfg.max_seq_len))
+        self.cache.truncate(keep)
+        self.tokens = prompt[:keep]
+        return self.cache, keep

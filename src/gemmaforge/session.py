@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .generate import stream
+from .kv_cache import PromptCache
 from .model import Gemma
 from .sampling import Sampling
 from .tokenizer import Tokenizer
@@ -19,9 +20,11 @@ class ChatSession:
     max_new_tokens: int = 256
     system: str | None = None  # folded into the first user turn (Gemma has no system role of its own)
     messages: list[dict[str, str]] = field(default_factory=list)
+    cache: PromptCache = field(default_factory=PromptCache)  # each turn prefills only itself
 
     def reset(self) -> None:
         self.messages.clear()
+        self.cache.reset()
 
     def send(self, text: str) -> Iterator[str]:
         """Stream the model's reply to `text`; the exchange joins the history once complete."""
@@ -33,7 +36,7 @@ class ChatSession:
         s = self.sampling
         reply = []
         for delta in stream(self.model, self.tokenizer, prompt, self.max_new_tokens, s.temperature, s.top_k,
-                            s.top_p, s.repetition_penalty, s.seed):
+                            s.top_p, s.repetition_penalty, s.seed, prompt_cache=self.cache):
             reply.append(delta)
             yield delta
         self.messages += [{"role": "user", "content": text}, {"role": "model", "content": "".join(reply).strip()}]

@@ -79,7 +79,8 @@ def test_decontamination_reports_matching_items(export, prose):
 
 def test_decontamination_export_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    for content, msg in [("{not json", r"bad.jsonl:1: not valid JSON"), (json.dumps({"n": 13}), "needs a string 'item'"),
+    for content, msg in [("{not json", r"bad.jsonl:1: not valid JSON"),
+                         (json.dumps({"n": 13}), "needs a string 'item'"),
                          ("", "expected lines"),
                          (json.dumps({"item": "t/1", "n": 3, "ngrams": ["one two three four"]}),
                           "not 1 to 3 normalised words")]:
