@@ -39,15 +39,17 @@ def trained(seed: int):
     return model, opt, sched
 
 
-def save(directory, step, model, opt, sched, keep=3):
+def save(directory, step, model, opt, sched, keep=3, sharded=False):
     return save_checkpoint(directory, step, model, model.config, opt, sched,
-                           {"identity": {"blocks": 10}}, keep, SOLO)
+                           {"identity": {"blocks": 10}}, keep, SOLO, sharded=sharded)
 
 
-def test_round_trip_restores_everything(tmp_path):
+@pytest.mark.parametrize("sharded", [False, True], ids=["full", "sharded"])
+def test_round_trip_restores_everything(tmp_path, sharded):
     model, opt, sched = trained(0)
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
-    path = save(tmp_path, 2, model, opt, sched)
+    path = save(tmp_path, 2, model, opt, sched, sharded=sharded)
+    assert (path / "sharded").is_dir() == sharded and (path / "model.safetensors").exists() != sharded
     expected = (random.random(), np.random.rand(), torch.rand(1))
 
     other, opt2, sched2 = trained(1)
@@ -87,3 +89,14 @@ def test_refuses_a_checkpoint_of_another_run(tmp_path):
     with pytest.raises(TrainError, match="not a readable training checkpoint"):
         read_meta(path)
     assert json.loads((path / "config.json").read_text())["d_model"] == 64
+
+
+def test_a_corrupt_sharded_checkpoint_is_one_clear_error(tmp_path):
+    model, opt, sched = trained(0)
+    path = save(tmp_path, 1, model, opt, sched, sharded=True)
+    for shard in (path / "sharded").glob("*.distcp"):
+        shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(TrainError, match="unreadable sharded checkpoint"):
+        load_checkpoint(path, *trained(1), SOLO)
+    with pytest.raises(gf.CheckpointError, match="not a readable sharded checkpoint"):
+        gf.load_model(path)

@@ -54,3 +54,20 @@ def test_fsdp2_matches_single_process_across_a_resume(tmp_path, single):
     ours, theirs = (gf.load_model(d / "checkpoints" / "step-00000008") for d in (tmp_path / "run", single))
     for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fsdp2_sharded_checkpoints_resume_on_another_number_of_ranks(tmp_path, single):
+    """Each rank writes its own shards; the run resumes on one process and reaches the same model."""
+    sharded = {**SETTINGS["checkpoint"], "format": "sharded"}
+    first = run_pretrain(write_config(tmp_path, **{**SETTINGS, "checkpoint": sharded,
+                                                   "train": {"max_steps": 4, "parallel": "fsdp"}}), torchrun=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    step4 = tmp_path / "run" / "checkpoints" / "step-00000004"
+    assert sorted(p.name for p in (step4 / "sharded").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert not (step4 / "model.safetensors").exists()
+    second = run_pretrain(write_config(tmp_path, **{**SETTINGS, "checkpoint": sharded}), "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert_same_curve(curve(tmp_path / "run"), curve(single))
+    ours, theirs = (gf.load_model(d / "checkpoints" / "step-00000008") for d in (tmp_path / "run", single))
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

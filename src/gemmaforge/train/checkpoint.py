@@ -5,6 +5,9 @@
   optimizer.pt                      AdamW and LR-scheduler state (full, unsharded)
   rng-00000.pt, rng-00001.pt, ...   python / numpy / torch (/ CUDA) RNG states of each rank
   trainer.json                      step, data position, run identity, the TrainConfig
+With `format = "sharded"`, model.safetensors and optimizer.pt give way to `sharded/` (model and
+AdamW state, each rank writing its own shards with torch.distributed.checkpoint) and
+scheduler.pt: nothing is gathered on one rank. `gf.load_model` reads these too.
 A checkpoint is written into `.tmp-step-…` and renamed into place only once every rank has
 finished writing, so a run killed at any moment leaves either the old or the new checkpoint, never
 a torn one. Only the newest `keep` are kept.
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
 from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
@@ -32,7 +36,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..config import GemmaConfig
-from ..weights.tensors import read_safetensors
+from ..weights.tensors import SHARDED, dcp_quietly, read_safetensors
 from .distributed import DistInfo, barrier
 from .errors import TrainError
 
@@ -69,10 +73,11 @@ def _full_options(info: DistInfo) -> StateDictOptions:
 
 def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaConfig,
                     optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int,
-                    info: DistInfo) -> Path:
+                    info: DistInfo, sharded: bool = False) -> Path:
     """Collective: every rank calls it. Returns the checkpoint directory."""
-    model_state = get_model_state_dict(model, options=_full_options(info))
-    optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options(info))
+    if not sharded:
+        model_state = get_model_state_dict(model, options=_full_options(info))
+        optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options(info))
     final = step_dir(directory, step)
     tmp = directory / f".tmp-{final.name}"
     if info.is_main:
@@ -80,11 +85,17 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaC
         tmp.mkdir(parents=True)
     barrier()
     _write(tmp / f"rng-{info.rank:05d}.pt", torch.save, _rng_state())
+    if sharded:  # collective; its files are fsynced as written
+        with dcp_quietly():
+            dcp.save(_sharded_state(model, optimizer), checkpoint_id=tmp / SHARDED, no_dist=not info.distributed)
     if info.is_main:
         (tmp / "config.json").write_text(config.to_json())
-        _write(tmp / "model.safetensors", lambda t, p: save_file(t, str(p), metadata={"format": "gemmaforge"}),
-               {k: v.detach().contiguous() for k, v in model_state.items()})
-        _write(tmp / "optimizer.pt", torch.save, {"optimizer": optim_state, "scheduler": scheduler.state_dict()})
+        if sharded:
+            _write(tmp / "scheduler.pt", torch.save, scheduler.state_dict())
+        else:
+            _write(tmp / "model.safetensors", lambda t, p: save_file(t, str(p), metadata={"format": "gemmaforge"}),
+                   {k: v.detach().contiguous() for k, v in model_state.items()})
+            _write(tmp / "optimizer.pt", torch.save, {"optimizer": optim_state, "scheduler": scheduler.state_dict()})
         _write(tmp / "trainer.json", lambda m, p: p.write_text(json.dumps(m, indent=2)),
                {**meta, "step": step, "world_size": info.world_size})
     barrier()
@@ -96,6 +107,11 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaC
             shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
+
+
+def _sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """This rank's shards of model and optimizer state (plain tensors when not sharded)."""
+    return {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
 
 
 def _write(path: Path, writer: Any, obj: Any) -> None:
@@ -135,22 +151,38 @@ def check_compatible(path: Path, meta: dict[str, Any], config: GemmaConfig, iden
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                     info: DistInfo) -> dict[str, Any]:
-    """Collective: restore model, optimizer, scheduler and this rank's RNG; return trainer.json."""
+    """Collective: restore model, optimizer, scheduler and this rank's RNG; return trainer.json.
+    Either format loads whatever `checkpoint.format` the run now has."""
     meta = read_meta(path)
-    state = read_safetensors(path / "model.safetensors")
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
-    try:
-        saved = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise TrainError(f"{path / 'optimizer.pt'}: unreadable ({e})") from None
-    set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=StateDictOptions(full_state_dict=True))
-    scheduler.load_state_dict(saved["scheduler"])
+    if (path / SHARDED).is_dir():
+        state = _sharded_state(model, optimizer)
+        try:
+            with dcp_quietly():
+                dcp.load(state, checkpoint_id=path / SHARDED, no_dist=not info.distributed)
+        except (OSError, RuntimeError, ValueError, dcp.CheckpointException) as e:
+            raise TrainError(f"{path / SHARDED}: unreadable sharded checkpoint ({str(e).splitlines()[0]})") from None
+        set_model_state_dict(model, state["model"])
+        set_optimizer_state_dict(model, optimizer, state["optimizer"])
+        scheduler.load_state_dict(_torch_load(path / "scheduler.pt"))
+    else:
+        state = read_safetensors(path / "model.safetensors")
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+        saved = _torch_load(path / "optimizer.pt")
+        set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=StateDictOptions(full_state_dict=True))
+        scheduler.load_state_dict(saved["scheduler"])
     rng = path / f"rng-{info.rank:05d}.pt"
     if rng.exists():
         _set_rng_state(torch.load(rng, weights_only=True))
     else:  # resumed with more ranks than wrote it: a fresh, still deterministic stream
         seed_everything(hash((meta["step"], info.rank)) & 0xFFFF_FFFF)
     return meta
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise TrainError(f"{path}: unreadable ({e})") from None
 
 
 def seed_everything(seed: int) -> None:

@@ -98,6 +98,10 @@ class EvalSection:
 class CheckpointSection:
     interval: int = 100  # steps between checkpoints (and one at the end)
     keep: int = 3  # newest checkpoints kept
+    # full: one model.safetensors + optimizer.pt, gathered on rank 0 (any reader can use it);
+    # sharded: each rank writes its own shards (torch.distributed.checkpoint), nothing is gathered,
+    # and a resume may use another number of ranks. For models too large to gather.
+    format: Literal["full", "sharded"] = "full"
 
 
 @dataclass(frozen=True)

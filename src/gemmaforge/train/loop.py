@@ -160,7 +160,8 @@ class Trainer:
                 meta = {"identity": self.identity, "data_position": self.data.position(done),
                         "train_config": cfg.to_dict()}
                 last = save_checkpoint(self.ckpt_dir, done, self.model, self.gemma_config, self.optimizer,
-                                       self.scheduler, meta, cfg.checkpoint.keep, info)
+                                       self.scheduler, meta, cfg.checkpoint.keep, info,
+                                       sharded=cfg.checkpoint.format == "sharded")
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
                             **({"val": f"{val:.3f}"} if val is not None else {}))

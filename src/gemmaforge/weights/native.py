@@ -1,4 +1,8 @@
-"""Our own checkpoint format: a directory with config.json (GemmaConfig) + model.safetensors."""
+"""Our own checkpoint format: a directory with config.json (GemmaConfig) + model.safetensors.
+
+Training checkpoints written with `checkpoint.format = "sharded"` hold a torch.distributed.checkpoint
+folder instead of model.safetensors; `load` joins its shards.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from safetensors.torch import save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError, ConfigError
 from ..model import Gemma
-from .tensors import atomic_dir, build_model, read_safetensors
+from .tensors import SHARDED, atomic_dir, build_model, read_safetensors, read_sharded
 
 
 def save(model: Gemma, directory: str | Path) -> Path:
@@ -26,12 +30,14 @@ def save(model: Gemma, directory: str | Path) -> Path:
 
 def load(directory: Path, dtype: torch.dtype | None) -> Gemma:
     weights = directory / "model.safetensors"
-    if not weights.exists():
+    if not weights.exists() and (directory / SHARDED).is_dir():
+        weights = directory / SHARDED
+    elif not weights.exists():
         raise CheckpointError(f"{directory}: no model.safetensors")
     try:
         cfg = GemmaConfig.from_json(directory / "config.json")
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{directory / 'config.json'}: {e}") from None
-    state = read_safetensors(weights)
+    state = read_sharded(weights) if weights.is_dir() else read_safetensors(weights)
     stored = next(iter(state.values())).dtype if state else torch.float32
     return build_model(cfg, state, str(weights), dtype or stored)

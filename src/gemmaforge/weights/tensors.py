@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,41 @@ def read_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:
     if not single.exists():
         raise CheckpointError(f"{directory}: no model.safetensors or model.safetensors.index.json")
     return read_safetensors(single)
+
+
+SHARDED = "sharded"  # a checkpoint's torch.distributed.checkpoint folder (training, format "sharded")
+
+
+@contextmanager
+def dcp_quietly() -> Iterator[None]:
+    """torch.distributed.checkpoint warns whenever it runs in one process, which is meant here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
+def read_sharded(directory: Path, prefix: str = "model") -> dict[str, torch.Tensor]:
+    """The full tensors under `prefix` of a torch.distributed.checkpoint folder, in one process.
+
+    Training with `checkpoint.format = "sharded"` writes one, each rank its own shards; this joins
+    them whatever the number of ranks that wrote it.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    try:
+        reader = dcp.FileSystemReader(str(directory))
+        meta = reader.read_metadata().state_dict_metadata
+        state = {k[len(prefix) + 1:]: torch.empty(m.size, dtype=m.properties.dtype)
+                 for k, m in meta.items() if k.startswith(prefix + ".") and isinstance(m, TensorStorageMetadata)}
+        with dcp_quietly():
+            dcp.load({prefix: state}, storage_reader=reader, no_dist=True)
+    except (OSError, RuntimeError, ValueError, dcp.CheckpointException) as e:
+        raise CheckpointError(f"{directory}: not a readable sharded checkpoint (truncated or corrupt?): "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not state:
+        raise CheckpointError(f"{directory}: a sharded checkpoint without {prefix!r} tensors")
+    return state
 
 
 def build_model(cfg: GemmaConfig, state: dict[str, torch.Tensor], where: str,
