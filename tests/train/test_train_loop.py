@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
 from train_helpers import config_table
 
+from gemmaforge.model import Gemma
 from gemmaforge.train.config import TrainConfig
+from gemmaforge.train.distributed import DistInfo
+from gemmaforge.train.loop import Trainer
+from gemmaforge.train.losses import chunked_cross_entropy
 from gemmaforge.train.metrics import read_rows
+from gemmaforge.train.objective import TOKENS
+from gemmaforge.train.parallelize import unwrap
 from gemmaforge.train.pretrain import pretrain
+
+SOLO = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
 
 def run(tmp_path, name: str = "run", **sections) -> list[dict]:
@@ -56,3 +65,57 @@ def test_compiled_blocks_keep_the_loss_curve(tmp_path, monkeypatch):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the Blocks really were compiled
     for a, b in zip(base, compiled):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+
+
+class MaskedObjective:
+    """SFT-like: labels of -100 are not scored, so micro-batches score different numbers of tokens."""
+
+    def __init__(self, counts_tokens: bool) -> None:
+        if counts_tokens:
+            self.tokens = lambda batch: int((batch[1] != -100).sum())
+
+    def loss(self, model, batch):
+        ids, labels = batch
+        gemma = unwrap(model)
+        loss = chunked_cross_entropy(model(ids, logits_at="none"), gemma.embed.weight, labels, None)
+        return loss, {TOKENS: float((labels != -100).sum())}
+
+
+class TwoMicroBatches:
+    def __init__(self, batch) -> None:
+        self.batch = batch
+
+    def micro_batches(self, step):
+        ids, labels = self.batch
+        return [(ids[:2], labels[:2]), (ids[2:], labels[2:])]
+
+    def position(self, step):
+        return 4 * step
+
+    def identity(self):
+        return {}
+
+
+@pytest.mark.parametrize("counts_tokens", [True, False])
+def test_accumulation_weights_micro_batches_by_their_scored_tokens(tmp_path, counts_tokens):
+    """With `tokens`, two micro-batches of 60 and 6 scored tokens give the gradient and loss of one
+    batch's per-token mean; without it, each micro-batch's mean counts equally (and they differ)."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 512, (4, 16), generator=g)
+    labels = torch.randint(0, 512, (4, 16), generator=g)
+    labels[:2, :1] = -100  # 30 + 30 scored
+    labels[2:, 3:] = -100  # 3 + 3 scored
+    cfg = TrainConfig.from_dict(config_table(tmp_path, train={"global_batch": 4, "micro_batch": 2},
+                                             optim={"grad_clip": 0.0}))
+    torch.manual_seed(0)
+    model = Gemma(cfg.model.gemma_config())
+    reference = copy.deepcopy(model)
+    trainer = Trainer(model, MaskedObjective(counts_tokens), TwoMicroBatches((ids, labels)), cfg, SOLO)
+    row = trainer.train_step(0)
+
+    loss = chunked_cross_entropy(reference(ids, logits_at="none"), reference.embed.weight, labels, None)
+    loss.backward()
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in reference.parameters()]))
+    matches = row["loss"] == pytest.approx(loss.item(), rel=1e-5) and row["grad_norm"] == pytest.approx(
+        norm.item(), rel=1e-4)
+    assert matches == counts_tokens

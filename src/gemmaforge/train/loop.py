@@ -84,12 +84,14 @@ class Trainer:
         """Forward/backward every micro-batch of `step`, then one clipped optimizer step."""
         self.model.train()
         micro = self.data.micro_batches(step)
+        weights = self._token_weights(micro)
         totals: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             with gradient_sync(self.model, i == len(micro) - 1), self._autocast():
                 loss, metrics = self.objective.loss(self.model, to_device(batch, self.info.device))
-                (loss / len(micro)).backward()
-            for k, v in {"loss": loss.detach(), **metrics}.items():
+                (loss / len(micro) if weights is None else loss * weights[i]).backward()
+            logged = loss.detach() if weights is None else loss.detach() * (weights[i] * len(micro))
+            for k, v in {"loss": logged, **metrics}.items():
                 totals[k] = totals.get(k, 0) + torch.as_tensor(v, dtype=torch.float64, device=self.info.device)
         clip = self.config.optim.grad_clip or math.inf
         norm = grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True))
@@ -101,6 +103,19 @@ class Trainer:
         row = {k: float(v) / (1 if k == TOKENS else len(micro) * self.info.world_size)
                for k, v in zip(totals, summed)}
         return {**row, "lr": lr, "grad_norm": norm}
+
+    def _token_weights(self, micro: Sequence[Any]) -> list[float] | None:
+        """Each micro-batch's share of the step's scored tokens over all ranks, times the world
+        size (DDP and FSDP average gradients over ranks), so that the step optimises the mean over
+        tokens, not over micro-batches. None (equal shares) unless the objective counts tokens."""
+        count = getattr(self.objective, "tokens", None)
+        if count is None:
+            return None
+        counts = [float(count(b)) for b in micro]
+        total = float(all_sum(torch.tensor([sum(counts)], dtype=torch.float64, device=self.info.device))[0])
+        if total <= 0:
+            raise TrainError("a training step has no scored tokens on any rank (every label is masked?)")
+        return [c * self.info.world_size / total for c in counts]
 
     @torch.no_grad()
     def evaluate(self) -> float:

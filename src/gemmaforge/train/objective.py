@@ -26,6 +26,12 @@ class Objective(Protocol):
         inside with `parallelize.unwrap`). `batch` is whatever the objective's data yields, already
         on the device. Metrics under TOKENS are summed over micro-batches and ranks (for
         throughput and token-weighted validation); every other metric is averaged.
+
+        An objective whose micro-batches score different numbers of tokens (SFT's masked
+        prompts, padding) also defines `tokens(batch) -> int`, counted without a forward pass:
+        the Trainer then weights each micro-batch's loss by its share of the step's tokens on all
+        ranks, so accumulation and data parallelism optimise the same per-token mean as one big
+        batch. Without it every micro-batch's mean counts equally (exact for fixed-size blocks).
         """
         ...
 
