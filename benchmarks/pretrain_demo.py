@@ -1,4 +1,4 @@
-"""Proof at demo scale: pre-train a ~14M-parameter Gemma on real text on this machine's CPUs.
+"""Proof at demo scale: pre-train a 16M-parameter Gemma on real text on this machine's CPUs.
 
 The corpus is what every Python install carries: the CPython standard library's .py files plus
 the prose under /usr/share/doc (READMEs, NEWS, changelogs; licences skipped, exact duplicates

@@ -85,7 +85,7 @@ class RunSection:
     parallel: Literal["ddp", "fsdp"] = "ddp"  # how ranks share the model under torchrun
     activation_checkpointing: bool = False  # recompute each Block in backward
     compile: bool = False  # torch.compile each Block
-    loss_chunk: int | None = None  # tokens per cross-entropy chunk (None: ~64M logits per chunk)
+    loss_chunk: int | None = None  # tokens per cross-entropy chunk (None: ~32M logits per chunk)
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,8 @@ def _validate(c: TrainConfig) -> None:
         need(0 <= _get(c, name) <= 1, name, "must be in [0, 1]")
     need(c.train.loss_chunk is None or c.train.loss_chunk > 0, "train.loss_chunk", "must be > 0")
     need(c.log.peak_tflops is None or c.log.peak_tflops > 0, "log.peak_tflops", "must be > 0")
+    max_len = c.model.gemma_config().max_seq_len
+    need(c.data.seq_len <= max_len, "data.seq_len", f"must be <= model.max_seq_len ({max_len})")
     need(c.train.global_batch % c.train.micro_batch == 0, "train.global_batch",
          f"must be a multiple of train.micro_batch ({c.train.micro_batch})")
     need(bool(c.out_dir), "out_dir", "must name a directory")

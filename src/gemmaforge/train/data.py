@@ -70,7 +70,28 @@ def open_blocks(path: str | Path, seq_len: int, vocab_size: int, field: str) -> 
         raise TrainError(str(e) if str(e).startswith(field) else f"{field}: {e}") from None
     if len(ds) == 0:
         raise TrainError(f"{field}: {p} is too short for one block of {seq_len + 1} tokens (data.seq_len)")
-    return ds
+    return InVocab(ds, vocab_size, f"{field}: {p}")
+
+
+class InVocab:
+    """Blocks checked against the vocabulary as they are read. A prepared directory's token range
+    comes from its manifest, not a scan, so a shard damaged after it was written would otherwise
+    surface as an index error deep inside the embedding, mid-run."""
+
+    def __init__(self, dataset: BlockDataset, vocab_size: int, where: str) -> None:
+        self.dataset, self.vocab_size, self.where = dataset, vocab_size, where
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> np.ndarray | torch.Tensor:
+        block = self.dataset[i]
+        top = int(block.max())
+        if top >= self.vocab_size:
+            raise TrainError(f"{self.where}: block {i} holds token id {top}, outside the model's vocabulary of "
+                             f"{self.vocab_size}: the data is damaged (check its shards against the sha256 in "
+                             "manifest.json) or was made with another tokenizer")
+        return block
 
 
 def _prepared_dir(p: Path, seq_len: int, vocab_size: int, field: str) -> BlockDataset:

@@ -9,6 +9,7 @@ knows nothing of the data: `StepData` hands it each step's micro-batches, opaque
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -18,15 +19,17 @@ from typing import Any, Protocol
 
 import torch
 
+from ..errors import GemmaForgeError
 from ..model import Gemma
 from .checkpoint import check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_sum
-from .errors import TrainError
+from .errors import Interrupted, TrainError
 from .metrics import MetricsLog, flops_per_token, measure_matmul_flops, progress_bar
 from .objective import TOKENS, Objective
-from .optim import build_optimizer
+from .optim import FIXED_ON_RESUME, apply_settings, build_optimizer, changed_settings
 from .parallelize import grad_norm, gradient_sync, parallelize
+from .stop import StopRequest
 
 
 class StepData(Protocol):
@@ -46,7 +49,7 @@ class StepData(Protocol):
 @dataclass(frozen=True)
 class TrainResult:
     step: int
-    train_loss: float
+    train_loss: float | None  # None when the run had no step left to take
     val_loss: float | None
     tokens: int  # trained on by this process's run (resumed runs: since the resume)
     wall_s: float
@@ -63,6 +66,7 @@ class Trainer:
         self.n_params = model.num_parameters()
         self.out = Path(config.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
+        make_out_dir(self.out)
         t = config.train
         self.model = parallelize(model, info, t.parallel, t.activation_checkpointing, t.compile)
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim, t.max_steps)
@@ -95,7 +99,7 @@ class Trainer:
                 totals[k] = totals.get(k, 0) + torch.as_tensor(v, dtype=torch.float64, device=self.info.device)
         clip = self.config.optim.grad_clip or math.inf
         norm = grad_norm(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True))
-        lr = self.scheduler.get_last_lr()[0]
+        lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -131,65 +135,104 @@ class Trainer:
         return float(sums[0] / sums[1])
 
     # -- the run -----------------------------------------------------------------------------
-    def _resume_point(self, resume: bool) -> Path | None:
-        """The checkpoint to continue from; refuses to silently restart over an existing run."""
+    def _resume_point(self, resume: bool) -> tuple[Path | None, list[str]]:
+        """The checkpoint to continue from and the settings that changed since it was written;
+        refuses to silently restart over an existing run."""
         found = latest_checkpoint(self.ckpt_dir)
         if found is None:
             if resume:
                 self._say(f"--resume: no checkpoint in {self.ckpt_dir}; starting from scratch")
-            return None
+            return None, []
         if not resume:
             raise TrainError(f"{self.out} already holds checkpoints (newest: {found.name}); pass --resume to "
                              "continue that run, or choose another out_dir")
-        check_compatible(found, read_meta(found), self.gemma_config, self.identity)
-        return found
+        meta = read_meta(found)
+        check_compatible(found, meta, self.gemma_config, self.identity)
+        changes = changed_settings(meta.get("train_config", {}), self.config.to_dict())
+        fixed = [c for c in changes if c.split(":")[0].removeprefix("optim.") in FIXED_ON_RESUME]
+        if fixed:
+            raise TrainError(f"cannot resume from {found} with {'; '.join(fixed)}: it decides which parameters "
+                             "are decayed, which a run cannot change midway")
+        return found, changes
+
+    def _save(self, done: int) -> Path:
+        meta = {"identity": self.identity, "data_position": self.data.position(done),
+                "train_config": self.config.to_dict()}
+        return save_checkpoint(self.ckpt_dir, done, self.model, self.gemma_config, self.optimizer,
+                               self.scheduler, meta, self.config.checkpoint.keep, self.info,
+                               sharded=self.config.checkpoint.format == "sharded")
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, info = self.config, self.info
-        found = self._resume_point(resume)
+        found, changes = self._resume_point(resume)
         if info.is_main:
             remove_partial(self.ckpt_dir)
         start = 0
         if found is not None:
             start = load_checkpoint(found, self.model, self.optimizer, self.scheduler, info)["step"]
-            self._say(f"resumed from {found} at step {start}")
+            apply_settings(self.optimizer, self.scheduler, cfg.optim)
+            self._say(f"resumed from {found} at step {start}" + (
+                f" with changed settings ({'; '.join(changes)}); learning rate now "
+                f"{self.optimizer.param_groups[0]['lr']:.4g}" if changes else ""))
         log = MetricsLog(self.out / "metrics.jsonl", start if found else None) if info.is_main else None
         bar = progress_bar(cfg.train.max_steps, start, info.is_main and cfg.log.progress)
-        begin, tokens, row, val, last = time.perf_counter(), 0, {}, None, found
-        for step in range(start, cfg.train.max_steps):
-            t0 = time.perf_counter()
-            row = self.train_step(step)
-            seconds = time.perf_counter() - t0
-            done = step + 1
-            tokens += int(row[TOKENS])
-            tps = row[TOKENS] / seconds
-            row = {"step": done, **row, "tokens_per_s": tps, "step_s": seconds,
-                   "mfu": tps * self.flops_per_token / (self.peak_flops * info.world_size)}
-            final = done == cfg.train.max_steps
-            evaluated = bool(self.val_batches) and (done % cfg.eval.interval == 0 or final)
-            if evaluated:
-                val = row["val_loss"] = self.evaluate()
-            if log and (evaluated or done % cfg.log.interval == 0 or final):
-                log.write(row)
-            if done % cfg.checkpoint.interval == 0 or final:
-                meta = {"identity": self.identity, "data_position": self.data.position(done),
-                        "train_config": cfg.to_dict()}
-                last = save_checkpoint(self.ckpt_dir, done, self.model, self.gemma_config, self.optimizer,
-                                       self.scheduler, meta, cfg.checkpoint.keep, info,
-                                       sharded=cfg.checkpoint.format == "sharded")
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
-                            **({"val": f"{val:.3f}"} if val is not None else {}))
-        bar.close()
+        begin, tokens, row, val = time.perf_counter(), 0, {}, None
+        last, saved = found, (start if found else 0)  # the newest checkpoint and its step
+        with StopRequest() as stop:
+            try:
+                for step in range(start, cfg.train.max_steps):
+                    if stop.requested(info.device):
+                        kept = last if saved == step else self._save(step)
+                        raise Interrupted(f"stopped by {stop.name} after step {step}; "
+                                          + (f"checkpoint {kept}; continue with --resume" if kept else
+                                             "no step had finished, so there is nothing to resume"))
+                    t0 = time.perf_counter()
+                    try:
+                        row = self.train_step(step)
+                    except GemmaForgeError as e:  # bad data mid-run: keep the steps done so far
+                        if info.distributed or saved == step:
+                            raise
+                        raise TrainError(f"{e} (the {step} steps before it are saved in {self._save(step)})") from None
+                    seconds = time.perf_counter() - t0
+                    done = step + 1
+                    tokens += int(row[TOKENS])
+                    tps = row[TOKENS] / seconds
+                    row = {"step": done, **row, "tokens_per_s": tps, "step_s": seconds,
+                           "mfu": tps * self.flops_per_token / (self.peak_flops * info.world_size)}
+                    final = done == cfg.train.max_steps
+                    evaluated = bool(self.val_batches) and (done % cfg.eval.interval == 0 or final)
+                    if evaluated:
+                        val = row["val_loss"] = self.evaluate()
+                    if log and (evaluated or done % cfg.log.interval == 0 or final):
+                        log.write(row)
+                    if done % cfg.checkpoint.interval == 0 or final:
+                        last, saved = self._save(done), done
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
+                                    **({"val": f"{val:.3f}"} if val is not None else {}))
+            finally:
+                bar.close()
         if start >= cfg.train.max_steps:
             self._say(f"nothing to do: the run already reached train.max_steps ({cfg.train.max_steps})")
-        return TrainResult(step=max(start, cfg.train.max_steps), train_loss=row.get("loss", math.nan),
+        return TrainResult(step=max(start, cfg.train.max_steps), train_loss=row.get("loss"),
                            val_loss=val, tokens=tokens, wall_s=time.perf_counter() - begin,
                            resumed_from=start if found else None, checkpoint=last)
 
     def _say(self, message: str) -> None:
         if self.info.is_main:
             print(f"gemmaforge: {message}", file=sys.stderr)
+
+
+def make_out_dir(out: Path) -> None:
+    """Create `out` and prove it writable now, not at the first checkpoint (root passes os.access
+    checks even where writing then fails)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise TrainError(f"out_dir: cannot write to {out}: {e.strerror or e}") from None
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -30,3 +30,29 @@ def build_optimizer(model: nn.Module, cfg: OptimSection, max_steps: int
                                   eps=cfg.eps, fused=True)
     schedule = warmup_cosine(cfg.warmup_steps, max_steps, cfg.min_lr_ratio)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def apply_settings(optimizer: torch.optim.AdamW, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                   cfg: OptimSection) -> None:
+    """Make the config's hyperparameters, not those a loaded checkpoint carried, drive the run.
+
+    A resumed run may lower the learning rate or change weight decay and betas: AdamW's moments
+    and the step count come from the checkpoint, the settings from the config. Unchanged
+    settings leave every value bit-identical, so an untouched resume still follows the original.
+    """
+    scheduler.base_lrs = [cfg.lr] * len(optimizer.param_groups)
+    for i, (group, decays) in enumerate(zip(optimizer.param_groups, (True, False))):
+        group.update(betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, initial_lr=cfg.lr,
+                     weight_decay=cfg.weight_decay if decays else 0.0,
+                     lr=cfg.lr * scheduler.lr_lambdas[i](scheduler.last_epoch))
+
+
+FIXED_ON_RESUME = ("decay_norms", "decay_embeddings")  # they decide the parameter groups
+
+
+def changed_settings(saved: dict, now: dict) -> list[str]:
+    """`optim.<name>: old -> new` for each optimizer setting of two TrainConfig dicts that differs,
+    and train.max_steps (which stretches or shortens the schedule)."""
+    pairs = [(f"optim.{k}", saved.get("optim", {}).get(k), v) for k, v in now["optim"].items()]
+    pairs.append(("train.max_steps", saved.get("train", {}).get("max_steps"), now["train"]["max_steps"]))
+    return [f"{name}: {old!r} -> {new!r}" for name, old, new in pairs if old != new]

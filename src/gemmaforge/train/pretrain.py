@@ -24,6 +24,7 @@ from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
 from .distributed import DistInfo, init_distributed, shutdown
+from .errors import Interrupted, TrainError
 from .loop import Trainer
 from .objective import NextTokenObjective
 from .plot import plot_loss
@@ -65,6 +66,9 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
     val_batches = eval_batches(val, config.eval.blocks, t.micro_batch, info.rank, info.world_size) if val else []
     trainer = Trainer(model, NextTokenObjective(t.loss_chunk), data, config, info, val_batches)
     result = trainer.fit(resume)
+    out = Path(config.out_dir)
+    if result.tokens == 0 and (out / "summary.json").exists():  # a no-op --resume keeps the run's record
+        return json.loads((out / "summary.json").read_text())
     summary = {"out_dir": config.out_dir, "parameters": trainer.n_params, "steps": result.step,
                "train_loss": result.train_loss, "val_loss": result.val_loss,
                "val_unigram_entropy": unigram_entropy(val, config.eval.blocks, info.world_size) if val else None,
@@ -73,7 +77,6 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
                "checkpoint": str(result.checkpoint), "world_size": info.world_size,
                "device": str(info.device), "threads": torch.get_num_threads()}
     if info.is_main:
-        out = Path(config.out_dir)
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         plot_loss(out / "metrics.jsonl", out / "loss.png", summary["val_unigram_entropy"],
                   f"{gemma_config.name or 'Gemma'} · {trainer.n_params / 1e6:.1f}M parameters")
@@ -84,25 +87,38 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads per process (default: torch's choice; fewer on a busy machine)")
     return parser
 
 
-def pretrain_main(args: argparse.Namespace) -> None:
-    """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input."""
-    summary = pretrain(TrainConfig.load(args.config), resume=args.resume)
-    if os.environ.get("RANK", "0") == "0":
+def pretrain_main(args: argparse.Namespace) -> int:
+    """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input. Ctrl-C or
+    SIGTERM stops at the next step boundary with a checkpoint, and exits 130."""
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TrainError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    try:
+        summary = pretrain(TrainConfig.load(args.config), resume=args.resume)
+    except Interrupted as e:
+        if main_rank:
+            print(f"gemmaforge pretrain: {e}", file=sys.stderr)
+        return 130
+    if main_rank:
         print(json.dumps(summary, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = add_pretrain_arguments(argparse.ArgumentParser(prog="gemmaforge pretrain", description=__doc__)
                                   ).parse_args(argv)
     try:
-        pretrain_main(args)
+        return pretrain_main(args)
     except GemmaForgeError as e:
         print(f"gemmaforge pretrain: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
