@@ -1,6 +1,7 @@
 """End to end: real files in, shards and manifest out; parallel runs identical; bad input stops early."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,27 @@ def test_parquet_source(corpus, make_config, byte_tokenizer, prose):
     bad = make_config(corpus, "pq2", sources=[{"name": "pq", "kind": "web", "paths": [str(corpus / "web.parquet")]}])
     with pytest.raises(DataError, match="no column 'text'"):
         prepare(bad, tokenizer=byte_tokenizer)
+
+
+class NeverCalledTokenizer:
+    """Fails the test if any document gets as far as tokenising."""
+
+    bos_id, eos_id = 0, 1
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        raise AssertionError("the output check must run before any document is processed")
+
+
+@pytest.mark.parametrize("output, message", [
+    ("file.txt/out", r"output .*file.txt/out: cannot create .*file.txt: "),
+    ("/proc/gemmaforge-out", r"output /proc/gemmaforge-out: cannot create /proc/\.gemmaforge-out\.tmp-\d+: "),
+])
+def test_uncreatable_output_fails_before_any_work(corpus, make_config, output, message):
+    """os.access says yes to root even on /proc; only creating the directory tells."""
+    if output.startswith("/proc") and not Path("/proc/self").exists():
+        pytest.skip("needs Linux /proc")
+    (corpus / "file.txt").write_text("a regular file")
+    out = output if output.startswith("/") else str(corpus / output)
+    with pytest.raises(DataError, match=message):
+        prepare(make_config(corpus, out), tokenizer=NeverCalledTokenizer())
+    assert not [p for p in corpus.iterdir() if p.name.startswith(".")]

@@ -1,8 +1,9 @@
 """`prepare`: sources -> filters -> decontamination -> dedup -> mixture -> tokenise -> packed shards.
 
-Order of work: every check that can fail on bad input (sources, eval export, tokenizer, output
-directory) runs before any document is processed; shards are written to a temporary directory and
-moved into place only when the run has succeeded, so a failure never leaves half an output.
+Order of work: the output's temporary directory is created first (which proves the output can be
+written), then every other check that can fail on bad input (sources, eval export, tokenizer) runs
+before any document is processed; shards are written to that temporary directory and moved into
+place only when the run has succeeded, so a failure never leaves half an output.
 Per-document work runs on an executor (processes or Ray); global steps (dedup clustering, mixture,
 writing) run here, in a fixed order, so the shards depend only on the config and the seed.
 """
@@ -103,16 +104,27 @@ def make_executor(config: DataConfig) -> Executor:
 
 
 def _check_output(config: DataConfig) -> Path:
+    """The output path, refused when it holds data that `overwrite` does not allow replacing."""
     out = Path(config.output)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not config.overwrite:
         raise DataError(f"output {out} already exists and is not empty (set overwrite = true to replace it)")
+    return out
+
+
+def _make_tmp(out: Path) -> Path:
+    """Create the output's parent and this run's temporary directory next to it, before any work.
+
+    Only creating them proves they can be created: os.access says yes to root even on /proc or a
+    read-only mount, and a path under a regular file fails only when used.
+    """
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     except OSError as e:
-        raise DataError(f"output {out}: cannot create its parent directory: {e.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise DataError(f"output {out}: its parent directory is not writable")
-    return out
+        raise DataError(f"output {out}: cannot create {e.filename}: {e.strerror}") from None
+    return tmp
 
 
 def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
@@ -122,9 +134,21 @@ def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
     `tokenizer` defaults to `gemmaforge.load_tokenizer(config.tokenizer)`; `executor` to the one
     `config.backend` names (the caller closes an executor it passes in).
     """
+    out = _check_output(config)
+    tmp = _make_tmp(out)
+    try:
+        manifest = _prepare_in(tmp, config, tokenizer, executor)
+        _replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _prepare_in(tmp: Path, config: DataConfig, tokenizer: Tokenizer | None, executor: Executor | None) -> Manifest:
+    """Check the remaining inputs, then run the pipeline with shards and manifest written to `tmp`."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    out = _check_output(config)
     readers = [open_source(s, f"sources[{i}]") for i, s in enumerate(config.sources)]
     eval_ngrams = EvalNgrams.load(config.decontam.ngrams) if config.decontam.ngrams else None
     tok = tokenizer if tokenizer is not None else load_tokenizer(config.tokenizer)
@@ -136,13 +160,13 @@ def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
     own = executor is None
     executor = executor if executor is not None else make_executor(config)
     try:
-        return _run(config, out, docs, eval_ngrams, tok, executor, timings)
+        return _run(config, tmp, docs, eval_ngrams, tok, executor, timings)
     finally:
         if own:
             executor.close()
 
 
-def _run(config: DataConfig, out: Path, docs: list[Document], eval_ngrams: EvalNgrams | None,
+def _run(config: DataConfig, tmp: Path, docs: list[Document], eval_ngrams: EvalNgrams | None,
          tok: Tokenizer, executor: Executor, timings: dict[str, float]) -> Manifest:
     d = config.dedup
     ctx = _Analyzer(config.filters, eval_ngrams, config.decontam.min_matches, d.exact,
@@ -195,30 +219,22 @@ def _run(config: DataConfig, out: Path, docs: list[Document], eval_ngrams: EvalN
         stats[docs[i].source].tokens_kept += len(toks)
     order, kinds = mix([docs[i].kind for i in alive], [len(x) for x in tokens], config.mixture,
                        config.mixture_tokens, config.seed)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        writer = ShardWriter(tmp, config.shard_tokens)
-        for k in tqdm(order, desc="write", unit="doc", disable=not config.progress):
-            writer.write(tokens[k])
-            s = stats[docs[alive[k]].source]
-            s.documents_written += 1
-            s.tokens_written += len(tokens[k])
-        writer.close()
-        total = sum(s["tokens"] for s in writer.shards)
-        timings["mix_and_write"] = time.perf_counter() - t
-        manifest = Manifest(
-            seq_len=config.seq_len, total_tokens=total, num_blocks=max(0, (total - 1) // config.seq_len),
-            dtype="uint32", shards=writer.shards, tokenizer=_describe(tok, config.tokenizer), sources=stats,
-            mixture={k: {**vars(m), "epochs": round(m.epochs, 4)} for k, m in kinds.items()},
-            drops=log.counts, contaminated=contaminated, timings_s={k: round(v, 3) for k, v in timings.items()},
-            config=config.to_dict())
-        manifest.write(tmp)
-        _replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    writer = ShardWriter(tmp, config.shard_tokens)
+    for k in tqdm(order, desc="write", unit="doc", disable=not config.progress):
+        writer.write(tokens[k])
+        s = stats[docs[alive[k]].source]
+        s.documents_written += 1
+        s.tokens_written += len(tokens[k])
+    writer.close()
+    total = sum(s["tokens"] for s in writer.shards)
+    timings["mix_and_write"] = time.perf_counter() - t
+    manifest = Manifest(
+        seq_len=config.seq_len, total_tokens=total, num_blocks=max(0, (total - 1) // config.seq_len),
+        dtype="uint32", shards=writer.shards, tokenizer=_describe(tok, config.tokenizer), sources=stats,
+        mixture={k: {**vars(m), "epochs": round(m.epochs, 4)} for k, m in kinds.items()},
+        drops=log.counts, contaminated=contaminated, timings_s={k: round(v, 3) for k, v in timings.items()},
+        config=config.to_dict())
+    manifest.write(tmp)
     return manifest
 
 
