@@ -1,6 +1,9 @@
 """End to end: real files in, shards and manifest out; parallel runs identical; bad input stops early."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,16 @@ def test_uncreatable_output_fails_before_any_work(corpus, make_config, output, m
     with pytest.raises(DataError, match=message):
         prepare(make_config(corpus, out), tokenizer=NeverCalledTokenizer())
     assert not [p for p in corpus.iterdir() if p.name.startswith(".")]
+
+
+def test_stale_temp_dirs_of_killed_runs_are_removed(corpus, make_config, byte_tokenizer):
+    """A run killed while writing leaves .NAME.tmp-PID; the next run removes it unless PID is alive."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, live = corpus / f".out.tmp-{gone.pid}", corpus / f".out.tmp-{os.getppid()}"
+    other = corpus / f".other.tmp-{gone.pid}"  # another output's: not ours to judge
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / "tokens-00000.bin").write_bytes(b"\0" * 8)
+    prepare(make_config(corpus, "out"), tokenizer=byte_tokenizer)
+    assert not dead.exists() and live.exists() and other.exists()

@@ -10,6 +10,7 @@ writing) run here, in a fixed order, so the shards depend only on the config and
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import time
@@ -127,6 +128,26 @@ def _make_tmp(out: Path) -> Path:
     return tmp
 
 
+def _alive(pid: int) -> bool:
+    """Signal 0 tests that a process exists without disturbing it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    return True
+
+
+def _remove_stale_tmps(out: Path) -> None:
+    """Delete the temporary directories of killed runs of this output; a live process's is kept."""
+    prefix = f".{out.name}.tmp-"
+    for p in out.parent.glob(glob.escape(prefix) + "*"):
+        pid = p.name[len(prefix):]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
             executor: Executor | None = None) -> Manifest:
     """Run the whole pipeline; returns the manifest also written to `config.output`/manifest.json.
@@ -136,6 +157,7 @@ def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
     """
     out = _check_output(config)
     tmp = _make_tmp(out)
+    _remove_stale_tmps(out)
     try:
         manifest = _prepare_in(tmp, config, tokenizer, executor)
         _replace(tmp, out)
