@@ -140,3 +140,14 @@ def test_stale_temp_dirs_of_killed_runs_are_removed(corpus, make_config, byte_to
         (d / "tokens-00000.bin").write_bytes(b"\0" * 8)
     prepare(make_config(corpus, "out"), tokenizer=byte_tokenizer)
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_mixture_kind_emptied_by_filters_stops_the_run(corpus, make_config):
+    """Without the check web's 0.7 would be renormalised away: exit 0 and an all-code output."""
+    cfg = make_config(corpus, "out", mixture={"web": 0.7, "code": 0.3},
+                      filters=[{"name": "gopher_quality", "kinds": ["web"], "min_words": 10**6}])
+    with pytest.raises(DataError) as e:
+        prepare(cfg, tokenizer=NeverCalledTokenizer())  # stops before tokenising
+    assert str(e.value) == ("mixture.web: weight 0.7 but no web document survived filtering (dropped: "
+                            "gopher_quality/too_few_words: 49); loosen its filters or give it weight 0")
+    assert not (corpus / "out").exists() and not [p for p in corpus.iterdir() if p.name.startswith(".")]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .sources import Document
 
 SNIPPET = 240
 
@@ -23,20 +26,27 @@ class SourceStats:
 
 @dataclass
 class DropLog:
-    """Drops per stage and reason, with the first few examples of each."""
+    """Drops per stage and reason, with the first few examples of each, and per-kind reason counts."""
 
     examples: int
     counts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    by_kind: dict[str, Counter[str]] = field(default_factory=dict)  # kind -> "stage/reason" -> count
 
-    def add(self, stage: str, reason: str, doc_id: str, text: str, **detail: Any) -> None:
+    def add(self, stage: str, reason: str, doc: Document, **detail: Any) -> None:
         entry = self.counts.setdefault(stage, {}).setdefault(reason, {"count": 0, "examples": []})
         entry["count"] += 1
         if len(entry["examples"]) < self.examples:
-            entry["examples"].append({"id": doc_id, "text": text[:SNIPPET], **detail})
+            entry["examples"].append({"id": doc.id, "text": doc.text[:SNIPPET], **detail})
+        self.by_kind.setdefault(doc.kind, Counter())[f"{stage}/{reason}"] += 1
 
     def summary(self) -> str:
         return ", ".join(f"{stage}/{reason}: {e['count']}" for stage, rs in self.counts.items()
                          for reason, e in rs.items()) or "nothing was dropped"
+
+    def kind_summary(self, kind: str, top: int = 3) -> str:
+        """The commonest reasons documents of `kind` were dropped, for error messages."""
+        commonest = self.by_kind.get(kind, Counter()).most_common(top)
+        return ", ".join(f"{r}: {n}" for r, n in commonest) or "nothing was dropped"
 
 
 @dataclass

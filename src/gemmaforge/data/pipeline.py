@@ -92,6 +92,14 @@ def _analyze(ctx: _Analyzer, docs: list[Document]) -> list[_Result]:
     return res
 
 
+def _check_mixture(weights: dict[str, float], kept: set[str], log: DropLog) -> None:
+    """Refuse a positive weight for a kind the filters emptied: the mixture would renormalise it away."""
+    for kind, w in weights.items():
+        if w > 0 and kind not in kept:
+            raise DataError(f"mixture.{kind}: weight {w} but no {kind} document survived filtering "
+                            f"(dropped: {log.kind_summary(kind)}); loosen its filters or give it weight 0")
+
+
 def _tokenize(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
     return [np.asarray(tok.encode(t, add_bos=True) + [tok.eos_id], dtype=DTYPE) for t in texts]
 
@@ -207,7 +215,7 @@ def _run(config: DataConfig, tmp: Path, docs: list[Document], eval_ngrams: EvalN
             doc.text = r.text
         if r.drop:
             detail = {"eval_items": r.eval_items} if r.drop[0] == "decontam" else {}
-            log.add(*r.drop, doc.id, doc.text, **detail)
+            log.add(*r.drop, doc, **detail)
             if detail:
                 contaminated.append({"id": doc.id, "ngrams": r.eval_ngrams, "eval_items": r.eval_items})
     alive = [i for i, r in enumerate(results) if r.drop is None]
@@ -219,18 +227,18 @@ def _run(config: DataConfig, tmp: Path, docs: list[Document], eval_ngrams: EvalN
             if j == i:
                 survivors.append(i)
             else:
-                log.add("dedup", "exact", docs[i].id, docs[i].text, duplicate_of=docs[j].id)
+                log.add("dedup", "exact", docs[i], duplicate_of=docs[j].id)
         alive = survivors
     if d.minhash:
         dups = near_duplicates([results[i].signature for i in alive], d.bands, d.rows, d.threshold)
         for k, j in sorted(dups.items()):
-            log.add("dedup", "near_duplicate", docs[alive[k]].id, docs[alive[k]].text,
-                    duplicate_of=docs[alive[j]].id)
+            log.add("dedup", "near_duplicate", docs[alive[k]], duplicate_of=docs[alive[j]].id)
         alive = [i for k, i in enumerate(alive) if k not in dups]
     timings["dedup"] = time.perf_counter() - t
     if not alive:
         raise DataError(f"no document is left after filtering ({len(docs)} read; dropped: {log.summary()}); "
                         "loosen the filters or add sources")
+    _check_mixture(config.mixture, {docs[i].kind for i in alive}, log)
 
     t = time.perf_counter()
     tokens = executor.map(_tokenize, tok, [docs[i].text for i in alive], "tokenize")
