@@ -138,3 +138,24 @@ def test_perplexity_with_a_tiny_gemma_in_the_pipeline(corpus, make_config, spm_t
         runs.append(prepare(cfg, tokenizer=spm_tokenizer))
     assert runs[0].drops["perplexity"]["high_perplexity"]["count"] >= 10
     assert runs[0].drops == runs[1].drops and runs[0].shards == runs[1].shards
+
+
+def test_perplexity_tokenizer_larger_than_the_model_fails_when_built(tmp_path, gemma_tokenizer_dir, byte_tokenizer,
+                                                                       one_torch_thread):
+    """Not mid-run as `IndexError: index out of range in self` from the embedding lookup."""
+    import gemmaforge as gf
+    from gemmaforge.data import DataConfig
+    from gemmaforge.errors import ConfigError
+
+    small = BigramLM([1, 2, 3], vocab=100)
+    with pytest.raises(DataError, match=r"tokenizer has 258 ids but the model's vocabulary only 100"):
+        PerplexityFilter(_model=small, _tokenizer=byte_tokenizer)
+    PerplexityFilter(_model=BigramLM([1, 2, 3], vocab=300), _tokenizer=byte_tokenizer)  # smaller tokenizer: fine
+
+    torch.manual_seed(0)
+    model_dir = gf.save_model(gf.Gemma(gf.GemmaConfig.preset("tiny-gemma3")), tmp_path / "tiny")  # 512 ids
+    with pytest.raises(ConfigError, match=r"filters\[0\] \(perplexity\): the tokenizer has 600 ids .* only 512"):
+        DataConfig.from_dict({"output": str(tmp_path / "out"), "tokenizer": str(gemma_tokenizer_dir),
+                              "sources": [{"name": "w", "kind": "web", "paths": [str(tmp_path)]}],
+                              "filters": [{"name": "perplexity", "model": str(model_dir),
+                                           "tokenizer": str(gemma_tokenizer_dir)}]})

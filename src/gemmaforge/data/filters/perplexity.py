@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import DataError
 from .base import Drop, Verdict
 
 
@@ -44,6 +45,22 @@ class PerplexityFilter:
             self._model = load_model(self.model)
             self._tokenizer = load_tokenizer(self.tokenizer or self.model)
         self._model.eval()
+        self._check_vocab()
+
+    def _check_vocab(self) -> None:
+        """Ids past the model's vocabulary would crash its embedding lookup mid-run; refuse them now.
+
+        A tokenizer smaller than the model is fine (Gemma pads its vocabulary). The model's size is read
+        from one forward pass, the only thing the `model(ids) -> logits` contract promises.
+        """
+        import torch
+
+        tok_vocab = getattr(self._tokenizer, "vocab_size", None)
+        with torch.no_grad():
+            model_vocab = int(self._model(torch.zeros(1, 1, dtype=torch.long)).shape[-1])
+        if tok_vocab is not None and tok_vocab > model_vocab:
+            raise DataError(f"the tokenizer has {tok_vocab} ids but the model's vocabulary only {model_vocab}; "
+                            "give the tokenizer the model was trained with")
 
     def perplexities(self, texts: Sequence[str]) -> np.ndarray:
         """Per-document perplexity; NaN for documents shorter than two tokens."""
