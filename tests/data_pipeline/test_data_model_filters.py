@@ -26,6 +26,28 @@ def _code_chunks(files, lines_per_chunk=12):
     return chunks
 
 
+def _npz(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("name, write, detail", [
+    ("data.toml", lambda p: p.write_text('output = "runs/data"\n'), " (not an .npz archive)"),  # was numpy's
+    ("w.npy", lambda p: np.save(p, np.zeros(3)), " (not an .npz archive)"),  # allow_pickle advice for both
+    ("other.npz", lambda p: _npz(p, weights=np.zeros(3)), ""),
+    ("old.npz", lambda p: _npz(p, weights=np.zeros(3), bias=0.0, meta=np.array('{"format": "v0"}')),
+     " (format 'v0', expected 'gemmaforge-quality-classifier-v1')"),
+])
+def test_quality_model_that_is_not_one_says_so(tmp_path, name, write, detail):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(DataError) as e:
+        QualityClassifier.load(path)
+    assert str(e.value) == f"{path}: not a quality model written by `gemmaforge data train-quality`{detail}"
+    with pytest.raises(DataError, match=r"missing.npz: cannot read the quality model: No such file"):
+        QualityClassifier.load(tmp_path / "missing.npz")
+
+
 def test_quality_classifier_learns_and_round_trips(prose, code_files, tmp_path):
     code = _code_chunks(code_files)
     texts, labels = prose + code, [1] * len(prose) + [0] * len(code)
@@ -50,7 +72,7 @@ def test_quality_inputs_fail_clearly(tmp_path):
         QualityClassifier.train(["only one class"], [1])
     bad = tmp_path / "x.npz"
     bad.write_bytes(b"not a model")
-    with pytest.raises(DataError, match="not a quality classifier"):
+    with pytest.raises(DataError, match="not a quality model"):
         QualityFilter(model=str(bad))
     jl = tmp_path / "ex.jsonl"
     jl.write_text(json.dumps({"text": "a", "label": 1}) + "\n" + json.dumps({"text": "b", "label": 2}) + "\n")

@@ -7,6 +7,7 @@ and fastText's recipe): it trains in seconds in numpy and needs no vocabulary fi
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..text import ngram_hashes, word_hashes, words
 from .base import Drop, Verdict
 
 _FORMAT = "gemmaforge-quality-classifier-v1"
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 
 
 @dataclass
@@ -75,14 +77,22 @@ class QualityClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> QualityClassifier:
+        """Read a file `save` wrote. Anything else gets one message, never numpy's pickle advice."""
+        not_ours = f"{path}: not a quality model written by `gemmaforge data train-quality`"
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                if meta.get("format") != _FORMAT:
-                    raise ValueError(f"format {meta.get('format')!r}, expected {_FORMAT!r}")
-                return cls(z["weights"].astype(np.float64), float(z["bias"]), tuple(meta["orders"]))
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"{path}: not a quality classifier file ({e})") from None
+            with open(path, "rb") as f:
+                if f.read(4) != _ZIP_MAGIC:  # numpy would try to unpickle it
+                    raise DataError(f"{not_ours} (not an .npz archive)")
+                f.seek(0)
+                with np.load(f, allow_pickle=False) as z:
+                    meta = json.loads(str(z["meta"]))
+                    if meta.get("format") != _FORMAT:
+                        raise DataError(f"{not_ours} (format {meta.get('format')!r}, expected {_FORMAT!r})")
+                    return cls(z["weights"].astype(np.float64), float(z["bias"]), tuple(meta["orders"]))
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the quality model: {e.strerror}") from None
+        except (ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):  # e.g. no or odd "meta"
+            raise DataError(not_ours) from None
 
 
 def load_labelled_jsonl(path: str | Path) -> tuple[list[str], list[int]]:
