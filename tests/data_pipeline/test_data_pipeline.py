@@ -91,6 +91,15 @@ def test_corrupt_source_and_existing_output(corpus, make_config, byte_tokenizer)
     assert not (corpus / "taken" / "keep.txt").exists() and (corpus / "taken" / "manifest.json").exists()
 
 
+def test_non_utf8_text_source_says_to_convert_it(corpus, make_config, byte_tokenizer):
+    (corpus / "latin.txt").write_bytes("Caf\u00e9 au lait, cr\u00e8me br\u00fbl\u00e9e.".encode("latin-1"))
+    cfg = make_config(corpus, "out", sources=[{"name": "l", "kind": "web", "paths": [str(corpus / "latin.txt")]}])
+    with pytest.raises(DataError) as e:
+        prepare(cfg, tokenizer=byte_tokenizer)
+    assert str(e.value) == (f"{corpus / 'latin.txt'}: not UTF-8 text (byte 3); convert it to UTF-8 "
+                            "(e.g. iconv -f latin1 -t utf-8)")
+
+
 def test_parquet_source(corpus, make_config, byte_tokenizer, prose):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq

@@ -113,8 +113,8 @@ def _read_file(path: Path, fmt: str, field: str) -> Iterator[tuple[str, str]]:
         try:
             yield str(path), path.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text (byte {e.start}); "
-                            "set the source's format or fix the file") from None
+            raise DataError(f"{path}: not UTF-8 text (byte {e.start}); convert it to UTF-8 "
+                            "(e.g. iconv -f latin1 -t utf-8)") from None
     elif fmt == "jsonl":
         for no, rec in read_jsonl(path, DataError):
             yield f"{path}:{no}", _field(rec, field, f"{path}:{no}")
