@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,26 @@ def test_mixture_kind_emptied_by_filters_stops_the_run(corpus, make_config):
     assert str(e.value) == ("mixture.web: weight 0.7 but no web document survived filtering (dropped: "
                             "gopher_quality/too_few_words: 49); loosen its filters or give it weight 0")
     assert not (corpus / "out").exists() and not [p for p in corpus.iterdir() if p.name.startswith(".")]
+
+
+CTRL_C_CHILD = """
+import os, time
+from gemmaforge.data.parallel import LocalExecutor
+def slow(ctx, batch):
+    os.write(1, b"tick\\n")  # one write: the two workers' lines never interleave
+    time.sleep(0.05)
+    return batch
+LocalExecutor(2, 1, progress=False).map(slow, None, list(range(2000)), "filter")
+"""
+
+
+def test_ctrl_c_stops_parallel_work_without_worker_tracebacks():
+    """Ctrl-C signals the whole process group; workers leave it to the parent, which ends the pool."""
+    p = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True, text=True)
+    for _ in range(4):  # both workers are running tasks
+        assert p.stdout.readline() == "tick\n"
+    os.killpg(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    assert p.returncode != 0 and out.endswith("\nKeyboardInterrupt\n"), out  # the parent's, from imap
+    assert "ForkPoolWorker" not in out, out  # each worker used to print its own traceback

@@ -8,6 +8,7 @@ each worker once, not with every batch. The Ray executor (ray_backend.py) has th
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -35,6 +36,9 @@ _WORKER: tuple[Work, Any] | None = None
 def _init_worker(fn: Work, context: Any) -> None:
     global _WORKER
     _WORKER = (fn, context)
+    # Ctrl-C reaches the whole process group. Only the parent should act on it (leaving the pool
+    # terminates the workers): a worker killed by it mid-task prints a traceback and loses the task.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "torch" in sys.modules:  # parallelism comes from processes: one torch thread each
         sys.modules["torch"].set_num_threads(1)
 
