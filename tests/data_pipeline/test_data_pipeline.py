@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from small_disk import small_disk
 
 from gemmaforge.data import DataError, PackedDataset, prepare
 
@@ -137,6 +138,13 @@ def test_uncreatable_output_fails_before_any_work(corpus, make_config, output, m
     with pytest.raises(DataError, match=message):
         prepare(make_config(corpus, out), tokenizer=NeverCalledTokenizer())
     assert not [p for p in corpus.iterdir() if p.name.startswith(".")]
+
+
+def test_a_full_disk_is_one_clear_error_and_leaves_nothing(corpus, make_config, byte_tokenizer, tmp_path):
+    with small_disk(tmp_path / "disk", "16k") as disk:
+        with pytest.raises(DataError, match=r"output .*/disk/out: cannot write.*: No space left on device"):
+            prepare(make_config(corpus, str(disk / "out")), tokenizer=byte_tokenizer)
+        assert list(disk.iterdir()) == []
 
 
 def test_stale_temp_dirs_of_killed_runs_are_removed(corpus, make_config, byte_tokenizer):

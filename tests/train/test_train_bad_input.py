@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_disk import small_disk
 from train_helpers import write_config
 
 from gemmaforge.train.data import StepBatches
@@ -116,3 +117,11 @@ def test_bad_data_mid_run_keeps_the_steps_before_it(tmp_path, monkeypatch, capsy
     err = fails(capsys, "--config", str(config))
     assert "holds token id 10000, outside the model's vocabulary of 512" in err
     assert "the 4 steps before it are saved in" in err and (tmp_path / "run/checkpoints/step-00000004").is_dir()
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path, capsys):
+    """Checkpoints that do not fit: one line naming the file and the free space, no traceback."""
+    with small_disk(tmp_path / "disk", "512k") as disk:
+        config = write_config(tmp_path, out_dir=str(disk / "run"), train={"max_steps": 3})
+        err = fails(capsys, "--config", str(config))
+    assert "cannot write" in err and "MiB free there. Older checkpoints are intact" in err

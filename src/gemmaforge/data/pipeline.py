@@ -169,8 +169,11 @@ def prepare(config: DataConfig, tokenizer: Tokenizer | None = None,
     try:
         manifest = _prepare_in(tmp, config, tokenizer, executor)
         _replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # sources' read errors arrive as DataError: this is the output (disk full, ...)
+            where = f" {e.filename}" if e.filename else ""
+            raise DataError(f"output {out}: cannot write{where}: {e.strerror or e}") from None
         raise
     return manifest
 

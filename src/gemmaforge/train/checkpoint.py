@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed.checkpoint as dcp
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
@@ -74,22 +75,37 @@ def _full_options(info: DistInfo) -> StateDictOptions:
 def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaConfig,
                     optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int,
                     info: DistInfo, sharded: bool = False) -> Path:
-    """Collective: every rank calls it. Returns the checkpoint directory."""
+    """Collective: every rank calls it. Returns the checkpoint directory. A write that fails (a
+    full disk) leaves the older checkpoints as they were and raises one TrainError line."""
+    tmp = directory / f".tmp-{step_dir(directory, step).name}"
+    try:
+        return _save(directory, tmp, step, model, config, optimizer, scheduler, meta, keep, info, sharded)
+    except (TrainError, OSError) as e:
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise e if isinstance(e, TrainError) else _write_error(tmp, e) from None
+
+
+def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: GemmaConfig,
+          optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int, info: DistInfo,
+          sharded: bool) -> Path:
     if not sharded:
         model_state = get_model_state_dict(model, options=_full_options(info))
         optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options(info))
     final = step_dir(directory, step)
-    tmp = directory / f".tmp-{final.name}"
     if info.is_main:
         shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed mid-write
         tmp.mkdir(parents=True)
     barrier()
     _write(tmp / f"rng-{info.rank:05d}.pt", torch.save, _rng_state())
     if sharded:  # collective; its files are fsynced as written
-        with dcp_quietly():
-            dcp.save(_sharded_state(model, optimizer), checkpoint_id=tmp / SHARDED, no_dist=not info.distributed)
+        try:
+            with dcp_quietly():
+                dcp.save(_sharded_state(model, optimizer), checkpoint_id=tmp / SHARDED, no_dist=not info.distributed)
+        except (dcp.CheckpointException, OSError, RuntimeError) as e:
+            raise _write_error(tmp / SHARDED, e) from None
     if info.is_main:
-        (tmp / "config.json").write_text(config.to_json())
+        _write(tmp / "config.json", lambda text, p: p.write_text(text), config.to_json())
         if sharded:
             _write(tmp / "scheduler.pt", torch.save, scheduler.state_dict())
         else:
@@ -115,8 +131,21 @@ def _sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[s
 
 
 def _write(path: Path, writer: Any, obj: Any) -> None:
-    writer(obj, path)
-    _fsync(path)
+    try:
+        writer(obj, path)
+        _fsync(path)
+    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save reports a full disk as RuntimeError
+        raise _write_error(path, e) from None
+
+
+def _write_error(path: Path, e: BaseException) -> TrainError:
+    # torch.save's own message ("enforce fail at inline_container.cc ...") says nothing to a user
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else f"the write failed ({type(e).__name__})"
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = ""
+    return TrainError(f"cannot write {path}: {reason}{free}. Older checkpoints are intact")
 
 
 def _fsync(path: Path) -> None:
