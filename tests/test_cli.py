@@ -2,6 +2,7 @@
 
 import io
 import json
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -61,3 +62,42 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
 def test_convert_to_hf(model_dir, tmp_path, capsys):
     assert main(["convert", str(model_dir), str(tmp_path / "hf"), "--to", "hf"]) == 0
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == "gemma3_text"
+
+
+def test_chat_survives_ctrl_c_and_errors_in_a_reply(model_dir, capsys, monkeypatch):
+    send = gf.ChatSession.send
+    calls = []
+
+    def flaky(self, text):
+        calls.append(text)
+        if text == "interrupt":
+            raise KeyboardInterrupt
+        if text == "fail":
+            raise gf.InputError("prompt 0 is too long")
+        return send(self, text)
+
+    monkeypatch.setattr(gf.ChatSession, "send", flaky)
+    monkeypatch.setattr("sys.stdin", io.StringIO("interrupt\nfail\nhello\n"))
+    assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "3"]) == 0
+    err = capsys.readouterr().err
+    assert "(reply interrupted; this exchange is not kept in the history)" in err
+    assert "error: prompt 0 is too long" in err and calls == ["interrupt", "fail", "hello"]
+
+
+def test_generate_strips_the_newline_that_piping_adds(model_dir, monkeypatch):
+    seen = []
+    module = sys.modules["gemmaforge.generate"]  # `gemmaforge.generate` is also the function
+    monkeypatch.setattr(module, "stream", lambda model, tok, prompt, *a, **k: seen.append(prompt) or iter(()))
+    monkeypatch.setattr("sys.stdin", io.StringIO("def f(x):\n"))
+    assert main(["generate", "--model", str(model_dir)]) == 0
+    assert seen == ["def f(x):"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--temperature", "nan"], "temperature must be a finite number >= 0, got nan"),
+    (["--temperature", "inf"], "temperature must be a finite number >= 0, got inf"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+])
+def test_bad_generation_settings_are_one_line(model_dir, capsys, argv, message):
+    assert main(["generate", "--model", str(model_dir), "hi", *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"gemmaforge generate: error: {message}"

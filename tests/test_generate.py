@@ -6,7 +6,7 @@ from byte_tokenizer import ByteTokenizer
 from model_helpers import random_gemma
 
 import gemmaforge as gf
-from gemmaforge.generate import Decoder, TextStream, generate, stream
+from gemmaforge.generate import Decoder, TextStream, fit_context, generate, stream
 from gemmaforge.kv_cache import PromptCache
 from gemmaforge.sampling import Sampling, filter_logits
 
@@ -167,3 +167,24 @@ def test_chat_session_replies_equal_a_fresh_prefill_of_the_whole_history():
     sizes.clear()
     "".join(session.send("hi"))
     assert session.cache.tokens[:1] == [2] and len(session.messages) == 2
+
+
+def test_chat_drops_the_oldest_exchanges_to_fit_the_context():
+    model = random_gemma("tiny-gemma3", std=0.1)
+    model.config = model.config.replace(max_seq_len=64)
+    session = gf.ChatSession(model, ChatBytes(), max_new_tokens=6)
+    for i in range(4):
+        reply = "".join(session.send(f"message number {i}"))  # ~26 bytes a turn with its reply
+        assert isinstance(reply, str)
+    assert session.dropped >= 1 and len(session.messages) < 8
+    assert session.messages[-2]["content"] == "message number 3"
+    with pytest.raises(gf.InputError, match="context is 64"):
+        "".join(session.send("x" * 80))  # too long on its own: an error, the session lives on
+    assert "".join(session.send("ok")) is not None
+
+
+def test_truncation_that_cannot_help_says_what_would():
+    with pytest.raises(gf.InputError, match="max_new_tokens=63 leaves no room for prompt 0 .* lower max_new_tokens"):
+        fit_context([2] * 10, 63, 64, truncate=True)
+    with pytest.raises(gf.InputError, match="temperature must be a finite number"):
+        Sampling(temperature=float("nan"))

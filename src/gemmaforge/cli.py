@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import GemmaForgeError
+from .errors import GemmaForgeError, InputError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -51,6 +51,10 @@ def _load(args: argparse.Namespace):
     from .tokenizer import load_tokenizer
     from .weights import load_model
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     return load_model(args.model, dtype=DTYPES[args.dtype]), load_tokenizer(args.model)
 
 
@@ -63,9 +67,9 @@ def _sampling(args: argparse.Namespace):
 def _generate(args: argparse.Namespace) -> None:
     from .generate import stream
 
+    s = _sampling(args)  # bad settings fail before the model loads
     model, tok = _load(args)
-    prompts = args.prompt or [sys.stdin.read()]
-    s = _sampling(args)
+    prompts = args.prompt or [sys.stdin.read().removesuffix("\n")]  # `echo ... |` adds a newline
     for prompt in prompts:
         for delta in stream(model, tok, prompt, args.max_new_tokens, s.temperature, s.top_k, s.top_p,
                             s.repetition_penalty, s.seed, stop=args.stop, truncate=args.truncate):
@@ -76,15 +80,18 @@ def _generate(args: argparse.Namespace) -> None:
 def _chat(args: argparse.Namespace) -> None:
     from .session import ChatSession
 
+    sampling = _sampling(args)
     model, tok = _load(args)
-    session = ChatSession(model, tok, _sampling(args), args.max_new_tokens, args.system)
+    session = ChatSession(model, tok, sampling, args.max_new_tokens, args.system)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {args.model}. /reset clears the history, /exit quits.", file=sys.stderr)
     while True:
         try:
             line = input("you> " if interactive else "")
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the prompt: leave
+            if interactive:
+                print()
             break
         text = line.strip()
         if text in ("/exit", "/quit"):
@@ -95,11 +102,24 @@ def _chat(args: argparse.Namespace) -> None:
             continue
         if not text:
             continue
+        _reply(session, text, interactive)
+
+
+def _reply(session, text: str, interactive: bool) -> None:
+    """One turn of `chat`: bad input or Ctrl-C ends the reply, never the conversation."""
+    try:
         if interactive:
             print("model> ", end="", flush=True)
         for delta in session.send(text):
             print(delta, end="", flush=True)
         print()
+    except KeyboardInterrupt:
+        print("\n(reply interrupted; this exchange is not kept in the history)", file=sys.stderr)
+    except GemmaForgeError as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+    if session.dropped:
+        print(f"(the oldest {session.dropped} exchange(s) were dropped to fit the model's context of "
+              f"{session.model.config.max_seq_len} tokens)", file=sys.stderr)
 
 
 def _tokenizer_train(args: argparse.Namespace) -> None:
@@ -121,6 +141,8 @@ def _add_model_args(p: argparse.ArgumentParser, positional: str | None = None) -
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads (default: torch's choice; fewer on a busy machine)")
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-k", type=int, default=None)

@@ -36,7 +36,10 @@ def fit_context(prompt: list[int], max_new_tokens: int, context: int, truncate: 
     room = context - max_new_tokens
     if len(prompt) <= room:
         return prompt
-    if not truncate or room < 2:
+    if truncate and room < 2:
+        raise InputError(f"max_new_tokens={max_new_tokens} leaves no room for prompt {index} in the model's "
+                         f"context of {context}; lower max_new_tokens")
+    if not truncate:
         raise InputError(
             f"prompt {index} is {len(prompt)} tokens; with max_new_tokens={max_new_tokens} it needs "
             f"{len(prompt) + max_new_tokens} positions but the model's context is {context}. Shorten the "
