@@ -135,3 +135,21 @@ def test_shots_override_is_capped_by_the_pool(scripted_lm, tmp_path):
     res = run_eval(scripted_lm(), ["mmlu", "humaneval"], limit=2, shots=9, output_dir=str(tmp_path),
                    sandbox=SandboxConfig(timeout_s=5))
     assert res["mmlu"].shots == 5 and res["humaneval"].shots == 0
+
+
+def _no_model_load(monkeypatch):
+    def load(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr("gemmaforge.eval.gemma_lm.GemmaLM.load", load)
+
+
+@pytest.mark.parametrize("where", ["/proc/gemmaforge-eval-test", "a-file/results"])
+def test_an_unwritable_output_directory_fails_before_the_model_loads(monkeypatch, tmp_path, where):
+    (tmp_path / "a-file").write_text("")
+    out = str(tmp_path / where)  # an absolute `where` replaces tmp_path
+    _no_model_load(monkeypatch)
+    with pytest.raises(EvalConfigError, match=f"cannot write the results to {out}: ") as e:
+        run_eval("gemma3-270m", "piqa", output_dir=out)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "a-file").is_dir()

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,19 @@ def select(items: Sequence[Item], limit: int | None) -> list[Item]:
     return [items[i] for i in sorted(order[:limit])]
 
 
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create `path` and prove it writable with a probe file, so a bad --output fails before the model
+    loads (as root, permission bits say nothing; /proc or a read-only mount fail only on a real write)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise EvalConfigError(f"cannot write the results to {out}: {e.strerror or e}") from None
+    return out
+
+
 def shots_for(task: Task, requested: int | None, item: Item) -> int:
     """The task's default, or the requested number capped by its exemplar pool (code: 0)."""
     shots = task.default_shots if requested is None else requested
@@ -77,11 +91,7 @@ def shots_for(task: Task, requested: int | None, item: Item) -> int:
 def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", command: str | None = None
              ) -> EvalResults:
     """Evaluate `lm` on `config.tasks`; writes the logs and results when `config.output_dir` is set."""
-    config.validate()
-    tasks = [get_task(name) for name in config.tasks]  # fail on a bad name before any work
-    out = Path(config.output_dir) if config.output_dir else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
+    tasks, out = _prepare(config)
     sandbox = Sandbox(config.sandbox) if any(isinstance(t, CodeTask) for t in tasks) else None
     results = EvalResults(config=_config_dict(config),
                           provenance=provenance(command or f"run_eval({config.tasks!r})", model_source or lm.name))
@@ -102,6 +112,13 @@ def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", c
     if out:
         results.write(out)
     return results
+
+
+def _prepare(config: EvalConfig) -> tuple[list[Task], Path | None]:
+    """Everything the user's settings can get wrong, checked before any model work."""
+    config.validate()
+    tasks = [get_task(name) for name in config.tasks]
+    return tasks, (prepare_output_dir(config.output_dir) if config.output_dir else None)
 
 
 def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConfig) -> list[Sample]:
@@ -146,9 +163,7 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     config = EvalConfig(tasks=names, limit=limit, shots=shots, batch_size=batch_size, samples=samples,
                         temperature=temperature, seed=seed, chat=chat, max_length=max_length,
                         output_dir=output_dir, sandbox=sandbox or SandboxConfig())
-    config.validate()
-    for name in names:
-        get_task(name)  # unknown names fail before the model loads
+    _prepare(config)  # bad settings, task names or an output directory fail before the model loads
     if threads is not None:
         import torch
         torch.set_num_threads(threads)
