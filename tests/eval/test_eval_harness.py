@@ -153,3 +153,10 @@ def test_an_unwritable_output_directory_fails_before_the_model_loads(monkeypatch
         run_eval("gemma3-270m", "piqa", output_dir=out)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "a-file").is_dir()
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_threads_below_one_fail_before_the_model_loads(monkeypatch, threads):
+    _no_model_load(monkeypatch)
+    with pytest.raises(EvalConfigError, match=f"threads must be >= 1, got {threads}"):
+        run_eval("gemma3-270m", "piqa", threads=threads)

@@ -163,6 +163,8 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     config = EvalConfig(tasks=names, limit=limit, shots=shots, batch_size=batch_size, samples=samples,
                         temperature=temperature, seed=seed, chat=chat, max_length=max_length,
                         output_dir=output_dir, sandbox=sandbox or SandboxConfig())
+    if threads is not None and threads < 1:
+        raise EvalConfigError(f"threads must be >= 1, got {threads}")
     _prepare(config)  # bad settings, task names or an output directory fail before the model loads
     if threads is not None:
         import torch
