@@ -160,3 +160,20 @@ def test_threads_below_one_fail_before_the_model_loads(monkeypatch, threads):
     _no_model_load(monkeypatch)
     with pytest.raises(EvalConfigError, match=f"threads must be >= 1, got {threads}"):
         run_eval("gemma3-270m", "piqa", threads=threads)
+
+
+def _task_file(path, question: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"type": "multiple_choice", "question": question, "choices": ["x", "y"],
+                                "answer": 0}) + "\n")
+    return str(path)
+
+
+def test_two_tasks_of_the_same_name_are_refused(scripted_lm, tmp_path):
+    a, b = _task_file(tmp_path / "a" / "mine.jsonl", "A?"), _task_file(tmp_path / "b" / "mine.jsonl", "B?")
+    lm = scripted_lm()
+    with pytest.raises(EvalConfigError, match=f"tasks '{a}' and '{b}' are both named 'mine'"):
+        run_eval(lm, [a, b], output_dir=str(tmp_path / "out"))
+    with pytest.raises(EvalConfigError, match="both named 'piqa'"):
+        run_eval(lm, "piqa,piqa")
+    assert lm.loglik_calls == [] and not (tmp_path / "out" / "samples_mine.jsonl").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .data import read_jsonl
 from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
-from .harness import run_eval
+from .harness import load_tasks, run_eval
 from .results import command_line
 from .sandbox import SandboxConfig
 from .tasks import TASKS
@@ -71,7 +71,7 @@ def eval_main(args: argparse.Namespace) -> int:
 
 
 def _decontamination(args: argparse.Namespace, tasks: list[str]) -> int:
-    index = export_ngrams(tasks, n=args.ngram)
+    index = export_ngrams(load_tasks(tasks), n=args.ngram)
     if args.export_ngrams:
         path = write_ngrams(index, args.export_ngrams, n=args.ngram)
         print(f"{len(index)} items, {sum(map(len, index.values()))} n-grams -> {path}")

@@ -69,6 +69,19 @@ def select(items: Sequence[Item], limit: int | None) -> list[Item]:
     return [items[i] for i in sorted(order[:limit])]
 
 
+def load_tasks(names: Sequence[str]) -> list[Task]:
+    """The tasks, refusing two of the same name: their results and sample logs would overwrite each
+    other (task files `a/mine.jsonl` and `b/mine.jsonl` are both `mine`)."""
+    tasks = [get_task(name) for name in names]
+    seen: dict[str, str] = {}
+    for name, task in zip(names, tasks):
+        if task.name in seen:
+            raise EvalConfigError(f"tasks {seen[task.name]!r} and {name!r} are both named {task.name!r}; "
+                                  "rename one (results and sample logs are kept by task name)")
+        seen[task.name] = name
+    return tasks
+
+
 def prepare_output_dir(path: str | Path) -> Path:
     """Create `path` and prove it writable with a probe file, so a bad --output fails before the model
     loads (as root, permission bits say nothing; /proc or a read-only mount fail only on a real write)."""
@@ -117,7 +130,7 @@ def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", c
 def _prepare(config: EvalConfig) -> tuple[list[Task], Path | None]:
     """Everything the user's settings can get wrong, checked before any model work."""
     config.validate()
-    tasks = [get_task(name) for name in config.tasks]
+    tasks = load_tasks(config.tasks)
     return tasks, (prepare_output_dir(config.output_dir) if config.output_dir else None)
 
 
