@@ -42,7 +42,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat", action="store_true",
                         help="wrap prompts in the chat template (instruction-tuned models)")
     parser.add_argument("--max-length", type=int, default=None,
-                        help="token budget per sequence (default: the model's context length)")
+                        help="token budget per log-likelihood sequence: longer contexts lose their oldest tokens "
+                             "(default: the model's context length; generation always uses it)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice; use fewer on a busy machine)")

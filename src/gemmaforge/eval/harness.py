@@ -56,6 +56,8 @@ class EvalConfig:
             raise EvalConfigError(f"batch_size must be positive, got {self.batch_size}")
         if self.samples < 1:
             raise EvalConfigError(f"samples must be positive, got {self.samples}")
+        if self.max_length is not None and self.max_length < 1:
+            raise EvalConfigError(f"max_length must be positive, got {self.max_length}")
         if self.samples > 1 and self.temperature <= 0:
             raise EvalConfigError("samples > 1 needs temperature > 0 (greedy samples are all the same)")
 
@@ -113,13 +115,16 @@ def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", c
             task.sandbox = sandbox
         start = time.monotonic()
         items = select(task.load(), config.limit)
-        samples = _run_task(lm, task, items, config)
+        samples, truncated = _run_task(lm, task, items, config)
         metrics, groups = task.aggregate(samples)
         shots = shots_for(task, config.shots, items[0]) if items else 0
         primary = task.primary(config.samples)
         log_path = _write_samples(out / f"samples_{task.name}.jsonl", samples) if out else None
-        results.tasks.append(TaskResult(task.name, task.description, len(items), shots, primary, metrics, groups,
-                                        round(time.monotonic() - start, 3), str(log_path) if log_path else None))
+        result = TaskResult(task.name, task.description, len(items), shots, primary, metrics, groups,
+                            round(time.monotonic() - start, 3), str(log_path) if log_path else None, truncated)
+        results.tasks.append(result)
+        if truncated:
+            log.warning(result.truncation_note())
         m = metrics[primary]
         log.info("%s: %s = %.4f ± %.4f (n=%d)", task.name, primary, m.value, m.stderr, m.n)
     if out:
@@ -134,7 +139,8 @@ def _prepare(config: EvalConfig) -> tuple[list[Task], Path | None]:
     return tasks, (prepare_output_dir(config.output_dir) if config.output_dir else None)
 
 
-def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConfig) -> list[Sample]:
+def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConfig) -> tuple[list[Sample], int]:
+    """The scored samples, and how many log-likelihood requests lost context tokens to max_length."""
     if task.kind == "loglikelihood":
         per_item = [task.requests(it, shots_for(task, config.shots, it)) for it in items]
         flat = lm.loglikelihood([r for reqs in per_item for r in reqs])
@@ -142,10 +148,10 @@ def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConf
         for it, reqs in zip(items, per_item):
             samples.append(task.score(it, reqs, flat[pos:pos + len(reqs)]))
             pos += len(reqs)
-        return samples
+        return samples, sum(r.context_dropped > 0 for r in flat)
     requests = [task.request(it, shots_for(task, config.shots, it), config.samples, config.temperature,
                              config.seed) for it in items]
-    return task.score_all(items, requests, lm.generate(requests))
+    return task.score_all(items, requests, lm.generate(requests)), 0
 
 
 def _write_samples(path: Path, samples: Sequence[Sample]) -> Path:
