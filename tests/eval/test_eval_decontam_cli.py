@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gemmaforge.eval import add_eval_arguments, eval_main, get_task
+from gemmaforge.eval import EvalConfigError, EvalDataError, add_eval_arguments, eval_main, get_task
 from gemmaforge.eval.decontam import (
     contaminated_items,
     export_ngrams,
@@ -88,3 +88,24 @@ def test_cli_decontamination_without_a_model(tmp_path, capsys):
 def test_cli_requires_tasks():
     with pytest.raises(SystemExit):
         _parse(["--model", "x"])
+
+
+def test_cli_export_refuses_two_tasks_of_the_same_name(tmp_path):
+    for d in "ab":
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "mine.jsonl").write_text(json.dumps({"type": "generate", "prompt": "Q", "answer": d}) + "\n")
+    out = tmp_path / "n.jsonl"
+    with pytest.raises(EvalConfigError, match="both named 'mine'"):
+        eval_main(_parse(["--tasks", f"{tmp_path}/a/mine.jsonl,{tmp_path}/b/mine.jsonl", "--export-ngrams", str(out)]))
+    assert not out.exists()
+
+
+def test_cli_check_corpus_names_missing_files_before_any_work(tmp_path, monkeypatch):
+    def export(*args, **kwargs):
+        raise AssertionError("no n-grams before the corpus is checked")
+
+    monkeypatch.setattr("gemmaforge.eval.cli.export_ngrams", export)
+    real = tmp_path / "real.txt"
+    real.write_text("text")
+    with pytest.raises(EvalDataError, match=f"^--check-corpus: no such file: nope.txt, {tmp_path}$"):
+        eval_main(_parse(["--tasks", "gsm8k", "--check-corpus", str(real), "nope.txt", str(tmp_path)]))

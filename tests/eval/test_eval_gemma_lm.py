@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gemmaforge
+from gemmaforge.errors import InputError
 from gemmaforge.eval.gemma_lm import GemmaLM
 from gemmaforge.eval.lm import GenerateRequest, LoglikRequest
 
@@ -66,7 +67,7 @@ def test_batched_prefix_shared_scores_equal_single_passes(tiny_model, char_token
 def test_one_token_choices_share_one_row(tiny_model, char_tokenizer):
     lm = GemmaLM(tiny_model, char_tokenizer)
     reqs = [LoglikRequest("Question: 2+2?\nAnswer:", f" {c}") for c in "ABCD"]
-    rows = lm._rows(reqs)
+    rows, _ = lm._rows(reqs)
     assert len(rows) == 1 and len(rows[0].scores) == 4
 
 
@@ -101,3 +102,18 @@ def test_chat_template_wraps_prompts(tiny_model, char_tokenizer):
     lm = GemmaLM(tiny_model, char_tokenizer, chat=True)
     ctx, cont = lm._encode_pair(LoglikRequest("Q?", " yes"))
     assert char_tokenizer.decode(ctx) == "<user>Q?</user><model>" and char_tokenizer.decode(cont) == "yes"
+
+
+def test_max_length_cuts_the_oldest_context_tokens_and_says_how_many(tiny_model, char_tokenizer):
+    lm = GemmaLM(tiny_model, char_tokenizer, max_length=8)
+    short, cut = lm.loglikelihood([LoglikRequest("ab", " c"), LoglikRequest("abcdefghij", " kl")])
+    # row = BOS + 10 context characters + " k" (the last continuation token is only a target): 13 > 8
+    assert short.context_dropped == 0 and cut.context_dropped == 5
+    seen = lm.loglikelihood([LoglikRequest("fghij", " kl")])[0]  # what the model saw
+    assert seen.context_dropped == 0 and cut.logprob == pytest.approx(seen.logprob, abs=1e-5)
+
+
+def test_a_continuation_longer_than_max_length_is_an_error(tiny_model, char_tokenizer):
+    lm = GemmaLM(tiny_model, char_tokenizer, max_length=5)
+    with pytest.raises(InputError, match="continuation of 12 tokens .* does not fit max_length 5"):
+        lm.loglikelihood([LoglikRequest("Q", " long answer")])

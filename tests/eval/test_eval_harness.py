@@ -3,6 +3,7 @@ scripted answers imply, logs let each number be audited, code tasks run in the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -135,3 +136,71 @@ def test_shots_override_is_capped_by_the_pool(scripted_lm, tmp_path):
     res = run_eval(scripted_lm(), ["mmlu", "humaneval"], limit=2, shots=9, output_dir=str(tmp_path),
                    sandbox=SandboxConfig(timeout_s=5))
     assert res["mmlu"].shots == 5 and res["humaneval"].shots == 0
+
+
+def _no_model_load(monkeypatch):
+    def load(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr("gemmaforge.eval.gemma_lm.GemmaLM.load", load)
+
+
+@pytest.mark.parametrize("where", ["/proc/gemmaforge-eval-test", "a-file/results"])
+def test_an_unwritable_output_directory_fails_before_the_model_loads(monkeypatch, tmp_path, where):
+    (tmp_path / "a-file").write_text("")
+    out = str(tmp_path / where)  # an absolute `where` replaces tmp_path
+    _no_model_load(monkeypatch)
+    with pytest.raises(EvalConfigError, match=f"cannot write the results to {out}: ") as e:
+        run_eval("gemma3-270m", "piqa", output_dir=out)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "a-file").is_dir()
+
+
+@pytest.mark.parametrize("threads", [0, -2])
+def test_threads_below_one_fail_before_the_model_loads(monkeypatch, threads):
+    _no_model_load(monkeypatch)
+    with pytest.raises(EvalConfigError, match=f"threads must be >= 1, got {threads}"):
+        run_eval("gemma3-270m", "piqa", threads=threads)
+
+
+def _task_file(path, question: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"type": "multiple_choice", "question": question, "choices": ["x", "y"],
+                                "answer": 0}) + "\n")
+    return str(path)
+
+
+def test_two_tasks_of_the_same_name_are_refused(scripted_lm, tmp_path):
+    a, b = _task_file(tmp_path / "a" / "mine.jsonl", "A?"), _task_file(tmp_path / "b" / "mine.jsonl", "B?")
+    lm = scripted_lm()
+    with pytest.raises(EvalConfigError, match=f"tasks '{a}' and '{b}' are both named 'mine'"):
+        run_eval(lm, [a, b], output_dir=str(tmp_path / "out"))
+    with pytest.raises(EvalConfigError, match="both named 'piqa'"):
+        run_eval(lm, "piqa,piqa")
+    assert lm.loglik_calls == [] and not (tmp_path / "out" / "samples_mine.jsonl").exists()
+
+
+def test_requests_cut_to_max_length_are_counted_warned_and_logged(scripted_lm, tmp_path, caplog):
+    class CuttingLM(scripted_lm):
+        """Reports that every context longer than 60 characters lost tokens."""
+
+        def loglikelihood(self, requests):
+            return [dataclasses.replace(r, context_dropped=max(len(q.context) - 60, 0))
+                    for r, q in zip(super().loglikelihood(requests), requests)]
+
+    requests = [r for it in select(get_task("arc_easy").load(), 10) for r in get_task("arc_easy").requests(it, 0)]
+    expected = sum(len(r.context) > 60 for r in requests)
+    assert 0 < expected < len(requests)
+    res = run_eval(CuttingLM(), "arc_easy", limit=10, output_dir=str(tmp_path))
+    assert res["arc_easy"].truncated_requests == expected
+    assert json.loads((tmp_path / "results.json").read_text())["tasks"][0]["truncated_requests"] == expected
+    note = f"arc_easy: {expected} request(s) lost their oldest context tokens to max_length"
+    assert note in caplog.text and note in (tmp_path / "results.md").read_text()
+    logged = [json.loads(line) for line in (tmp_path / "samples_arc_easy.jsonl").read_text().splitlines()]
+    assert sum(o["context_dropped"] > 0 for s in logged for o in s["output"]) == expected
+
+
+def test_max_length_below_one_fails_before_the_model_loads(monkeypatch):
+    _no_model_load(monkeypatch)
+    with pytest.raises(EvalConfigError, match="max_length must be positive, got 0"):
+        run_eval("gemma3-270m", "piqa", max_length=0)

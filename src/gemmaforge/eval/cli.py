@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from .data import read_jsonl
+from .data import EvalDataError, read_jsonl
 from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
-from .harness import run_eval
+from .harness import load_tasks, run_eval
 from .results import command_line
 from .sandbox import SandboxConfig
 from .tasks import TASKS
@@ -41,7 +42,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chat", action="store_true",
                         help="wrap prompts in the chat template (instruction-tuned models)")
     parser.add_argument("--max-length", type=int, default=None,
-                        help="token budget per sequence (default: the model's context length)")
+                        help="token budget per log-likelihood sequence: longer contexts lose their oldest tokens "
+                             "(default: the model's context length; generation always uses it)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice; use fewer on a busy machine)")
@@ -71,21 +73,30 @@ def eval_main(args: argparse.Namespace) -> int:
 
 
 def _decontamination(args: argparse.Namespace, tasks: list[str]) -> int:
-    index = export_ngrams(tasks, n=args.ngram)
+    corpus = _corpus_files(args.check_corpus or [])  # before the slow n-gram export
+    index = export_ngrams(load_tasks(tasks), n=args.ngram)
     if args.export_ngrams:
         path = write_ngrams(index, args.export_ngrams, n=args.ngram)
         print(f"{len(index)} items, {sum(map(len, index.values()))} n-grams -> {path}")
     if args.check_corpus:
-        report = contaminated_items(_corpus(args.check_corpus), index)
+        report = contaminated_items(_corpus(corpus), index)
         for item, docs in sorted(report.items()):
             print(f"{item}\t{len(docs)} document(s), first: {docs[:5]}")
         print(f"{len(report)} of {len(index)} items found in the corpus", file=sys.stderr)
     return 0
 
 
-def _corpus(paths: list[str]):
+def _corpus_files(paths: list[str]) -> list[Path]:
+    """The --check-corpus files, or one line naming those that are not files."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise EvalDataError(f"--check-corpus: no such file: {', '.join(missing)}")
+    return [Path(p) for p in paths]
+
+
+def _corpus(paths: list[Path]) -> Iterator[str]:
     """Documents of text files (one document per file) and JSONL files (the "text" field)."""
-    for p in map(Path, paths):
+    for p in paths:
         if p.name.endswith((".jsonl", ".jsonl.gz")):
             for _, rec in read_jsonl(p):
                 yield str(rec.get("text", ""))

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ..errors import InputError
 from .lm import GenerateRequest, LoglikRequest, LoglikResult
 
 MIN_SHARED_PREFIX = 32  # tokens; below this a separate prefix pass costs more than it saves
@@ -81,9 +82,11 @@ class GemmaLM:
             return ctx, self.tok.encode(continuation, add_bos=False)
         return ctx, whole[len(ctx):]
 
-    def _rows(self, requests: Sequence[LoglikRequest]) -> list[_Row]:
-        """One row per distinct `context + continuation[:-1]`, unless it is a prefix of another."""
+    def _rows(self, requests: Sequence[LoglikRequest]) -> tuple[list[_Row], list[int]]:
+        """One row per distinct `context + continuation[:-1]`, unless it is a prefix of another; and
+        per request, the context tokens cut to fit `max_length`."""
         rows: list[_Row] = []
+        dropped = [0] * len(requests)
         by_context: dict[tuple[int, ...], list[_Row]] = {}
         encoded = [self._encode_pair(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][1]))  # longest first
@@ -91,10 +94,14 @@ class GemmaLM:
             ctx, cont = encoded[i]
             if not cont:
                 raise ValueError(f"empty continuation for context ending {requests[i].context[-40:]!r}")
+            if len(cont) > self.max_length:
+                raise InputError(f"a continuation of {len(cont)} tokens ({requests[i].continuation[:40]!r}) does "
+                                 f"not fit max_length {self.max_length} (--max-length)")
             tokens = ctx + cont[:-1]
             overflow = len(tokens) - self.max_length
             if overflow > 0:  # keep BOS, drop the oldest context tokens
                 tokens = tokens[:1] + tokens[1 + overflow:]
+                dropped[i] = overflow
             start = len(tokens) - len(cont)
             group = by_context.setdefault(tuple(tokens[:start + 1]), [])
             row = next((r for r in group if r.tokens[:len(tokens)] == tokens), None)
@@ -103,13 +110,13 @@ class GemmaLM:
                 group.append(row)
                 rows.append(row)
             row.scores.append((i, start, cont))
-        return rows
+        return rows, dropped
 
     # -- log-likelihood ------------------------------------------------------------------------
     @torch.inference_mode()
     def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[LoglikResult]:
         results: list[LoglikResult | None] = [None] * len(requests)
-        rows = self._rows(requests)
+        rows, dropped = self._rows(requests)
         longest = max((len(r.tokens) for r in rows), default=0)
         work: list[tuple[int, list[_Row]]] = []  # (shared prefix length, batch)
         for shared, group in self._prefix_groups(rows):
@@ -123,7 +130,7 @@ class GemmaLM:
             else:
                 hidden = self._forward([r.tokens for r in batch])
             self._score(batch, hidden, shared, results)
-        return results  # type: ignore[return-value]
+        return [dataclasses.replace(r, context_dropped=d) for r, d in zip(results, dropped)]  # type: ignore[arg-type]
 
     def _prefix_groups(self, rows: list[_Row]) -> list[tuple[int, list[_Row]]]:
         """Rows sorted by tokens, cut into runs that share at least MIN_SHARED_PREFIX tokens

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ class EvalConfig:
             raise EvalConfigError(f"batch_size must be positive, got {self.batch_size}")
         if self.samples < 1:
             raise EvalConfigError(f"samples must be positive, got {self.samples}")
+        if self.max_length is not None and self.max_length < 1:
+            raise EvalConfigError(f"max_length must be positive, got {self.max_length}")
         if self.samples > 1 and self.temperature <= 0:
             raise EvalConfigError("samples > 1 needs temperature > 0 (greedy samples are all the same)")
 
@@ -68,6 +71,32 @@ def select(items: Sequence[Item], limit: int | None) -> list[Item]:
     return [items[i] for i in sorted(order[:limit])]
 
 
+def load_tasks(names: Sequence[str]) -> list[Task]:
+    """The tasks, refusing two of the same name: their results and sample logs would overwrite each
+    other (task files `a/mine.jsonl` and `b/mine.jsonl` are both `mine`)."""
+    tasks = [get_task(name) for name in names]
+    seen: dict[str, str] = {}
+    for name, task in zip(names, tasks):
+        if task.name in seen:
+            raise EvalConfigError(f"tasks {seen[task.name]!r} and {name!r} are both named {task.name!r}; "
+                                  "rename one (results and sample logs are kept by task name)")
+        seen[task.name] = name
+    return tasks
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create `path` and prove it writable with a probe file, so a bad --output fails before the model
+    loads (as root, permission bits say nothing; /proc or a read-only mount fail only on a real write)."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise EvalConfigError(f"cannot write the results to {out}: {e.strerror or e}") from None
+    return out
+
+
 def shots_for(task: Task, requested: int | None, item: Item) -> int:
     """The task's default, or the requested number capped by its exemplar pool (code: 0)."""
     shots = task.default_shots if requested is None else requested
@@ -77,11 +106,7 @@ def shots_for(task: Task, requested: int | None, item: Item) -> int:
 def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", command: str | None = None
              ) -> EvalResults:
     """Evaluate `lm` on `config.tasks`; writes the logs and results when `config.output_dir` is set."""
-    config.validate()
-    tasks = [get_task(name) for name in config.tasks]  # fail on a bad name before any work
-    out = Path(config.output_dir) if config.output_dir else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
+    tasks, out = _prepare(config)
     sandbox = Sandbox(config.sandbox) if any(isinstance(t, CodeTask) for t in tasks) else None
     results = EvalResults(config=_config_dict(config),
                           provenance=provenance(command or f"run_eval({config.tasks!r})", model_source or lm.name))
@@ -90,13 +115,16 @@ def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", c
             task.sandbox = sandbox
         start = time.monotonic()
         items = select(task.load(), config.limit)
-        samples = _run_task(lm, task, items, config)
+        samples, truncated = _run_task(lm, task, items, config)
         metrics, groups = task.aggregate(samples)
         shots = shots_for(task, config.shots, items[0]) if items else 0
         primary = task.primary(config.samples)
         log_path = _write_samples(out / f"samples_{task.name}.jsonl", samples) if out else None
-        results.tasks.append(TaskResult(task.name, task.description, len(items), shots, primary, metrics, groups,
-                                        round(time.monotonic() - start, 3), str(log_path) if log_path else None))
+        result = TaskResult(task.name, task.description, len(items), shots, primary, metrics, groups,
+                            round(time.monotonic() - start, 3), str(log_path) if log_path else None, truncated)
+        results.tasks.append(result)
+        if truncated:
+            log.warning(result.truncation_note())
         m = metrics[primary]
         log.info("%s: %s = %.4f ± %.4f (n=%d)", task.name, primary, m.value, m.stderr, m.n)
     if out:
@@ -104,7 +132,15 @@ def evaluate(lm: LanguageModel, config: EvalConfig, *, model_source: str = "", c
     return results
 
 
-def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConfig) -> list[Sample]:
+def _prepare(config: EvalConfig) -> tuple[list[Task], Path | None]:
+    """Everything the user's settings can get wrong, checked before any model work."""
+    config.validate()
+    tasks = load_tasks(config.tasks)
+    return tasks, (prepare_output_dir(config.output_dir) if config.output_dir else None)
+
+
+def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConfig) -> tuple[list[Sample], int]:
+    """The scored samples, and how many log-likelihood requests lost context tokens to max_length."""
     if task.kind == "loglikelihood":
         per_item = [task.requests(it, shots_for(task, config.shots, it)) for it in items]
         flat = lm.loglikelihood([r for reqs in per_item for r in reqs])
@@ -112,10 +148,10 @@ def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConf
         for it, reqs in zip(items, per_item):
             samples.append(task.score(it, reqs, flat[pos:pos + len(reqs)]))
             pos += len(reqs)
-        return samples
+        return samples, sum(r.context_dropped > 0 for r in flat)
     requests = [task.request(it, shots_for(task, config.shots, it), config.samples, config.temperature,
                              config.seed) for it in items]
-    return task.score_all(items, requests, lm.generate(requests))
+    return task.score_all(items, requests, lm.generate(requests)), 0
 
 
 def _write_samples(path: Path, samples: Sequence[Sample]) -> Path:
@@ -146,9 +182,9 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     config = EvalConfig(tasks=names, limit=limit, shots=shots, batch_size=batch_size, samples=samples,
                         temperature=temperature, seed=seed, chat=chat, max_length=max_length,
                         output_dir=output_dir, sandbox=sandbox or SandboxConfig())
-    config.validate()
-    for name in names:
-        get_task(name)  # unknown names fail before the model loads
+    if threads is not None and threads < 1:
+        raise EvalConfigError(f"threads must be >= 1, got {threads}")
+    _prepare(config)  # bad settings, task names or an output directory fail before the model loads
     if threads is not None:
         import torch
         torch.set_num_threads(threads)

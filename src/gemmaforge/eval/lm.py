@@ -24,6 +24,7 @@ class LoglikResult:
     logprob: float  # sum of log-probabilities of the continuation's tokens
     greedy: bool  # whether every continuation token was the argmax
     n_tokens: int
+    context_dropped: int = 0  # oldest context tokens cut to fit the model's budget (0: it saw them all)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,12 @@ class TaskResult:
     groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
     seconds: float = 0.0
     samples_file: str | None = None
+    truncated_requests: int = 0  # log-likelihood requests whose context was cut to fit max_length
+
+    def truncation_note(self) -> str:
+        """Says that the model did not see some contexts whole, so the number is not the task's usual one."""
+        return (f"{self.task}: {self.truncated_requests} request(s) lost their oldest context tokens to "
+                "max_length (context_dropped in the sample log)")
 
     @property
     def items_per_second(self) -> float:
@@ -81,6 +87,8 @@ class EvalResults:
                           "|---|---:|---:|---:|"]
                 lines += [f"| {g} | {_fmt(ms[key].value)} | {_fmt(ms[key].stderr)} | {ms[key].n} |"
                           for g, ms in t.groups.items() if key in ms]
+        notes = [t.truncation_note() for t in self.tasks if t.truncated_requests]
+        lines += ["", *notes] if notes else []
         p = self.provenance
         lines += ["", f"Command: `{p['command']}`", "", f"Model: `{p['model']}`", "",
                   "Versions: " + ", ".join(f"{k} {v}" for k, v in p["versions"].items()), "",

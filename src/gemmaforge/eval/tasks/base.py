@@ -161,7 +161,8 @@ class MultipleChoiceTask(Task):
             prompt=requests[0].context if len(contexts) == 1 else "",
             target=gold,
             output=[{"choice": c, "context": None if len(contexts) == 1 else r.context,
-                     "logprob": res.logprob, "n_tokens": res.n_tokens, "greedy": res.greedy}
+                     "logprob": res.logprob, "n_tokens": res.n_tokens, "greedy": res.greedy,
+                     "context_dropped": res.context_dropped}
                     for c, r, res in zip(choices, requests, results)],
             verdict={"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)},
             extra={"pred": pred, "pred_norm": pred_norm},
