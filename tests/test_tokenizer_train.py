@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sysconfig
 from pathlib import Path
 
@@ -146,3 +148,12 @@ def test_cli_bad_arguments_are_one_line(corpus, tmp_path, capsys):
     assert f"{tmp_path / 'file'}: exists and is not a directory" in run(*good, "--output", str(tmp_path / "file"))
     assert "cannot create the output directory" in run(*good, "--output", "/proc/gemmaforge-t1")
     assert not (tmp_path / "o").exists()
+
+
+def test_tokenizer_file_gets_the_usual_permissions(corpus, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train_tokenizer(corpus[:1], 600, tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "tokenizer.model").stat().st_mode) == 0o644

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError
 from ..model import Gemma, check_dtype
+from ..tokenizer import umask
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -120,15 +121,9 @@ def check_output(target: Path, overwrite: bool = False) -> None:
         raise CheckpointError(f"{target}: directory is not empty; pass overwrite=True (--force) to replace it")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _default_modes(root: Path) -> None:
     """Give `root` and everything in it the modes a plain `open`/`mkdir` would (temporary files are private)."""
-    mask = _umask()
+    mask = umask()
     root.chmod(0o777 & ~mask)
     for path in root.rglob("*"):
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
