@@ -146,3 +146,23 @@ def test_unwritable_output_names_the_path(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(gf.CheckpointError, match=f"{tmp_path / 'f' / 'out'}: cannot write here"):
         save_model(random_gemma("tiny-gemma-mqa"), tmp_path / "f" / "out")
+
+
+def test_gguf_cache_is_keyed_by_content_and_drops_old_versions(tmp_path):
+    path = write_gguf(random_gemma("tiny-gemma2"), tmp_path / "m.gguf")
+    cache = tmp_path / "cache" / "gguf"
+    cache.mkdir(parents=True)
+    (cache / "m-0123456789abcdef.safetensors").write_bytes(b"an entry of the old path-keyed scheme")
+    first = load_model(path)
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / "other-name.gguf"
+    copy.write_bytes(path.read_bytes())
+    assert same_state(first, load_model(copy))
+    assert len(list(cache.iterdir())) == 1  # the copy shares the entry; the old one is gone
+
+
+def test_gguf_cache_can_be_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMMAFORGE_CACHE", "off")
+    monkeypatch.chdir(tmp_path)  # where a cache in a directory named "off" would land
+    load_model(write_gguf(random_gemma("tiny-gemma2"), tmp_path / "m.gguf"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]
