@@ -101,3 +101,53 @@ def test_generate_strips_the_newline_that_piping_adds(model_dir, monkeypatch):
 def test_bad_generation_settings_are_one_line(model_dir, capsys, argv, message):
     assert main(["generate", "--model", str(model_dir), "hi", *argv]) == 2
     assert capsys.readouterr().err.strip() == f"gemmaforge generate: error: {message}"
+
+
+def test_convert_refuses_a_non_empty_output_without_force(model_dir, tmp_path, capsys):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("my thesis")
+    assert main(["convert", str(model_dir), str(tmp_path / "precious")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gemmaforge convert: error: {tmp_path / 'precious'}: directory is not empty; " \
+                  "pass overwrite=True (--force) to replace it\n"
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "my thesis"
+    assert main(["convert", str(model_dir), str(tmp_path / "precious"), "--force"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+
+
+def test_convert_to_an_unwritable_place_is_one_line(model_dir, capsys):
+    assert main(["convert", str(model_dir), "/proc/gemmaforge-test"]) == 2
+    assert capsys.readouterr().err.startswith("gemmaforge convert: error: /proc/gemmaforge-test: cannot write here")
+
+
+@pytest.mark.parametrize("to", ["gemmaforge", "hf"])
+def test_converted_directory_generates(model_dir, tmp_path, capsys, to):
+    assert main(["convert", str(model_dir), str(tmp_path / "out"), "--to", to]) == 0
+    assert "and tokenizer" in capsys.readouterr().out
+    assert gf.load_tokenizer(tmp_path / "out").serialized_model_proto() == \
+        gf.load_tokenizer(model_dir).serialized_model_proto()
+    assert main(["generate", "--model", str(tmp_path / "out"), "Hi", "--max-new-tokens", "3"]) == 0
+
+
+def test_convert_without_a_tokenizer_says_so(tmp_path, capsys):
+    gf.save_model(random_gemma("tiny-gemma3"), tmp_path / "weights")
+    assert main(["convert", str(tmp_path / "weights"), str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("gemmaforge convert: no tokenizer written: ")
+    assert not (tmp_path / "out" / "tokenizer.model").exists()
+
+
+def test_dtype_choices_are_the_supported_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["info", "gemma3-270m", "--dtype", "float16"])
+    assert "invalid choice: 'float16' (choose from 'float32', 'bfloat16')" in capsys.readouterr().err
+
+
+@pytest.mark.oracle
+def test_hf_export_tokenizer_loads_in_transformers(model_dir, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    tok = gf.load_tokenizer(model_dir)
+    gf.export_hf(gf.load_model(model_dir), tmp_path / "hf", tokenizer=tok)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    text = "<start_of_turn>user\ndef f(x):\n  return 1"
+    assert theirs(text)["input_ids"] == tok.encode(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sysconfig
 from pathlib import Path
 
@@ -102,3 +104,56 @@ def test_deterministic_even_when_sampling_lines(corpus, tmp_path):
     a = train_tokenizer(corpus[:10], 600, tmp_path / "a", input_sentence_size=300)
     b = train_tokenizer(corpus[:10], 600, tmp_path / "b", input_sentence_size=300)
     assert a.serialized_model_proto() == b.serialized_model_proto()
+
+
+def test_str_naming_a_file_is_read_and_path_like_str_naming_none_is_an_error(corpus, tmp_path):
+    by_path = train_tokenizer(corpus[:3], 600, tmp_path / "a")
+    by_str = train_tokenizer([str(f) for f in corpus[:3]], 600, tmp_path / "b")
+    assert by_str.serialized_model_proto() == by_path.serialized_model_proto()
+    for name in ("corpus.txt", "data/train"):
+        with pytest.raises(InputError, match=f"no such input file: {name}$"):
+            train_tokenizer([corpus[0].read_text(), name], 600, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_output_is_checked_before_training(corpus, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("trained although the output is unusable")
+
+    monkeypatch.setattr("gemmaforge.tokenizer_train._train", never)
+    (tmp_path / "afile").write_text("keep")
+    with pytest.raises(InputError, match=f"{tmp_path / 'afile'}: exists and is not a directory"):
+        train_tokenizer(corpus[:1], 600, tmp_path / "afile")
+    with pytest.raises(InputError, match="/proc/gemmaforge-t1: cannot create the output directory"):
+        train_tokenizer(corpus[:1], 600, "/proc/gemmaforge-t1")
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
+def test_cli_bad_arguments_are_one_line(corpus, tmp_path, capsys):
+    def run(*extra: str) -> str:
+        args = ["tokenizer", "train", "--vocab-size", "600", "--threads", "1", *extra]
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        return err
+
+    good = ["--input", str(corpus[0])]
+    (tmp_path / "empty.txt").write_text("\n\n")
+    (tmp_path / "file").write_text("")
+    assert "no text in the inputs" in run("--input", str(tmp_path / "empty.txt"), "--output", str(tmp_path / "o"))
+    assert f"input is a directory, not a text file: {tmp_path}" in run("--input", str(tmp_path), "--output",
+                                                                         str(tmp_path / "o"))
+    assert "num_reserved (--reserved) must be >= 0, got -1" in run(*good, "--output", str(tmp_path / "o"),
+                                                                    "--reserved", "-1")
+    assert f"{tmp_path / 'file'}: exists and is not a directory" in run(*good, "--output", str(tmp_path / "file"))
+    assert "cannot create the output directory" in run(*good, "--output", "/proc/gemmaforge-t1")
+    assert not (tmp_path / "o").exists()
+
+
+def test_tokenizer_file_gets_the_usual_permissions(corpus, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train_tokenizer(corpus[:1], 600, tmp_path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "tokenizer.model").stat().st_mode) == 0o644

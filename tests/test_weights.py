@@ -1,5 +1,8 @@
 """Checkpoint formats in and out: our own, Hugging Face directories, gemma_pytorch, GGUF."""
 
+import os
+import stat
+
 import pytest
 import torch
 from gguf import GGMLQuantizationType
@@ -105,7 +108,61 @@ def test_atomic_save_keeps_old_checkpoint_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr("gemmaforge.weights.native.save_file", boom)
     with pytest.raises(OSError):
-        save_model(random_gemma("tiny-gemma-mqa", seed=1), tmp_path / "c")
+        save_model(random_gemma("tiny-gemma-mqa", seed=1), tmp_path / "c", overwrite=True)
     assert (tmp_path / "c" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "cache"] or sorted(
         p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_save_refuses_to_replace_files_without_overwrite(tmp_path):
+    model = random_gemma("tiny-gemma-mqa")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("my thesis")
+    (tmp_path / "afile.txt").write_text("data")
+    with pytest.raises(gf.CheckpointError, match=f"{tmp_path / 'mine'}: directory is not empty; .*overwrite=True"):
+        save_model(model, tmp_path / "mine")
+    with pytest.raises(gf.CheckpointError, match=f"{tmp_path / 'afile.txt'}: is a file"):
+        export_hf(model, tmp_path / "afile.txt")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "my thesis"
+    assert (tmp_path / "afile.txt").read_text() == "data"
+    save_model(model, tmp_path / "empty")  # new
+    save_model(model, tmp_path / "empty", overwrite=True)  # a checkpoint replaced on request
+    export_hf(model, tmp_path / "afile.txt", overwrite=True)
+    assert (tmp_path / "afile.txt" / "config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["afile.txt", "empty", "mine"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_model(random_gemma("tiny-gemma-mqa"), tmp_path / "c")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c").stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "c").iterdir()} == {0o644}
+
+
+def test_unwritable_output_names_the_path(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(gf.CheckpointError, match=f"{tmp_path / 'f' / 'out'}: cannot write here"):
+        save_model(random_gemma("tiny-gemma-mqa"), tmp_path / "f" / "out")
+
+
+def test_gguf_cache_is_keyed_by_content_and_drops_old_versions(tmp_path):
+    path = write_gguf(random_gemma("tiny-gemma2"), tmp_path / "m.gguf")
+    cache = tmp_path / "cache" / "gguf"
+    cache.mkdir(parents=True)
+    (cache / "m-0123456789abcdef.safetensors").write_bytes(b"an entry of the old path-keyed scheme")
+    first = load_model(path)
+    (tmp_path / "copy").mkdir()
+    copy = tmp_path / "copy" / "other-name.gguf"
+    copy.write_bytes(path.read_bytes())
+    assert same_state(first, load_model(copy))
+    assert len(list(cache.iterdir())) == 1  # the copy shares the entry; the old one is gone
+
+
+def test_gguf_cache_can_be_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMMAFORGE_CACHE", "off")
+    monkeypatch.chdir(tmp_path)  # where a cache in a directory named "off" would land
+    load_model(write_gguf(random_gemma("tiny-gemma2"), tmp_path / "m.gguf"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]

@@ -7,12 +7,15 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from .errors import GemmaForgeError, InputError
+from .model import SUPPORTED_DTYPES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# What `--dtype` offers is what the model accepts (float16 overflows), so no choice fails later.
+DTYPES = {str(d).removeprefix("torch."): d for d in SUPPORTED_DTYPES}
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -40,11 +43,20 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
+    from .errors import TokenizerError
+    from .tokenizer import load_tokenizer
     from .weights import export_hf, load_model, save_model
+    from .weights.tensors import check_output
 
+    check_output(args.output, args.force)  # before the slow load
     model = load_model(args.source, dtype=DTYPES[args.dtype])
-    out = (export_hf if args.to == "hf" else save_model)(model, args.output)
-    print(f"wrote {args.to} checkpoint to {out}")
+    try:
+        tok = load_tokenizer(args.source)
+    except TokenizerError as e:  # the weights alone are still worth converting
+        tok = None
+        print(f"gemmaforge convert: no tokenizer written: {e}", file=sys.stderr)
+    out = (export_hf if args.to == "hf" else save_model)(model, args.output, tokenizer=tok, overwrite=args.force)
+    print(f"wrote {args.to} checkpoint{' and tokenizer' if tok else ''} to {out}")
 
 
 def _load(args: argparse.Namespace):
@@ -162,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a checkpoint to our format or a Hugging Face directory")
     _add_model_args(p, "source")
-    p.add_argument("output", help="directory to write (replaced atomically)")
+    p.add_argument("output", type=Path, help="directory to create, with the source's tokenizer.model; "
+                   "an existing non-empty one (or a file) needs --force")
     p.add_argument("--to", choices=["gemmaforge", "hf"], default="gemmaforge")
+    p.add_argument("--force", action="store_true", help="replace what is at OUTPUT (atomically, on success)")
     p.set_defaults(run=_convert)
 
     p = sub.add_parser("generate", help="continue one or more prompts (streams the text)")

@@ -15,9 +15,11 @@ Gemma 3, 106/107 for Gemma 1/2), so a trained tokenizer can stand in for the rea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -28,6 +30,8 @@ from .tokenizer import TOKENIZER_FILE, Tokenizer, write_atomic
 _FAMILY_EXTRAS = {1: ["<2mass>", "[@BOS@]"], 2: ["<2mass>", "[@BOS@]"], 3: ["[multimodal]"]}
 _LONGEST_RUN = 31  # Gemma's vocabulary has whitespace runs up to 31 characters
 _MAX_CHARS = 4096  # longer lines are cut into pieces this long (SentencePiece skips long sentences)
+# One word with a slash or a file extension: meant as a path, never as a document.
+_PATHLIKE = re.compile(r"\S*/\S*|\S+\.[A-Za-z]\w{0,7}")
 
 
 def special_pieces(family: int, num_reserved: int) -> list[str]:
@@ -44,18 +48,51 @@ def train_tokenizer(texts: Iterable[str | os.PathLike], vocab_size: int, output_
                     num_threads: int | None = None) -> Tokenizer:
     """Train on `texts` and write `output_dir/tokenizer.model`; returns the loaded tokenizer.
 
-    `texts` yields strings (documents) or paths (`pathlib.Path`) of UTF-8 text files, read lazily
-    line by line, so the corpus never has to fit in memory. SentencePiece keeps at most
-    `input_sentence_size` lines (a uniform sample when there are more) -- that bounds the memory,
-    roughly that many times the average line length. The same input gives the same model."""
+    `texts` yields documents (strings) and UTF-8 text files, read lazily line by line, so the corpus
+    never has to fit in memory. A file is a `pathlib.Path` or a string naming an existing file; a
+    one-word string that looks like a file name ("corpus.txt", "data/x") but names no file is an
+    error, not a document. SentencePiece keeps at most `input_sentence_size` lines (a uniform sample
+    when there are more) -- that bounds the memory, roughly that many times the average line
+    length. The same input gives the same model. `output_dir` is created before training starts."""
     if family not in _FAMILY_EXTRAS:
         raise InputError(f"family must be 1, 2 or 3, got {family!r}")
+    if num_reserved < 0:
+        raise InputError(f"num_reserved (--reserved) must be >= 0, got {num_reserved}")
     specials = special_pieces(family, num_reserved)
     minimum = 4 + len(specials) + 256 + 1
     if vocab_size < minimum:
         raise InputError(f"vocab_size {vocab_size} is too small: the special, whitespace and 256 byte "
                          f"pieces alone take {minimum - 1} (lower num_reserved={num_reserved}?)")
-    feed = _Lines(texts)
+    output_dir = Path(output_dir)
+    created = _create_dir(output_dir)
+    try:
+        proto = _train(_Lines(texts), vocab_size, specials, input_sentence_size, num_threads)
+    except BaseException:
+        for d in created:  # leave nothing behind
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+    path = output_dir / TOKENIZER_FILE
+    write_atomic(path, proto)
+    return Tokenizer(proto, family=family, origin=str(path))
+
+
+def _create_dir(path: Path) -> list[Path]:
+    """Create `path` now, so a bad output fails before hours of training; returns the directories
+    it made, deepest first."""
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{path}: exists and is not a directory; the output is a directory") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot create the output directory: {e.strerror}") from None
+    return made
+
+
+def _train(feed: _Lines, vocab_size: int, specials: list[str], input_sentence_size: int,
+           num_threads: int | None) -> bytes:
+    """The serialized SentencePiece model, with Gemma's options."""
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
@@ -70,10 +107,10 @@ def train_tokenizer(texts: Iterable[str | os.PathLike], vocab_size: int, output_
     except RuntimeError as e:
         if feed.error is not None:
             raise feed.error from None
+        if feed.lines == 0:
+            raise InputError("no text in the inputs: every document and file is empty") from None
         raise TokenizerError(f"SentencePiece training failed: {e}") from None
-    path = Path(output_dir) / TOKENIZER_FILE
-    write_atomic(path, model.getvalue())
-    return Tokenizer(model.getvalue(), family=family, origin=str(path))
+    return model.getvalue()
 
 
 class _Lines:
@@ -83,16 +120,38 @@ class _Lines:
     def __init__(self, texts: Iterable[str | os.PathLike]) -> None:
         self.texts = texts
         self.error: Exception | None = None
+        self.lines = 0
 
     def __iter__(self) -> Iterator[str]:
         try:
             for item in self.texts:
-                for line in _read_lines(Path(item)) if isinstance(item, os.PathLike) else item.split("\n"):
+                source = _as_file(item)
+                for line in _read_lines(source) if isinstance(source, Path) else source.split("\n"):
                     for start in range(0, len(line), _MAX_CHARS):
+                        self.lines += 1
                         yield line[start:start + _MAX_CHARS]
         except Exception as e:
             self.error = e
             raise
+
+
+def _as_file(item: str | os.PathLike) -> Path | str:
+    """The file `item` names (checked), or the document it is; see `train_tokenizer`."""
+    if isinstance(item, str) and ("\n" in item or not (os.path.isfile(item) or _PATHLIKE.fullmatch(item))):
+        return item
+    path = Path(item)
+    check_inputs([path])
+    return path
+
+
+def check_inputs(paths: Sequence[Path]) -> None:
+    """Each of `paths` must be a file; one line names those that are not."""
+    dirs = [str(p) for p in paths if p.is_dir()]
+    if dirs:
+        raise InputError(f"input is a directory, not a text file: {', '.join(dirs)} (name the files in it)")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"no such input file: {', '.join(missing)}")
 
 
 def _read_lines(path: Path) -> Iterator[str]:
@@ -123,9 +182,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> Tokenizer:
     """Train from parsed `add_train_args` arguments."""
-    missing = [str(p) for p in args.input if not p.is_file()]
-    if missing:
-        raise InputError(f"no such input file: {', '.join(missing)}")
+    check_inputs(args.input)  # before training, like the output directory
     return train_tokenizer(args.input, args.vocab_size, args.output, family=args.family,
                            num_reserved=args.reserved, input_sentence_size=args.input_sentence_size,
                            num_threads=args.threads)

@@ -9,6 +9,7 @@ import torch
 from ..config import GemmaConfig
 from ..model import Gemma, check_dtype
 from ..sources import resolve
+from ..tokenizer import Tokenizer
 from . import gemma_pytorch, gguf_file, hf, native
 
 
@@ -31,14 +32,19 @@ def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
     return native.load(src.path, dtype)
 
 
-def save_model(model: Gemma, directory: str | Path) -> Path:
-    """Our format: config.json + model.safetensors, written atomically."""
-    return native.save(model, directory)
+def save_model(model: Gemma, directory: str | Path, *, tokenizer: Tokenizer | None = None,
+               overwrite: bool = False) -> Path:
+    """Our format: config.json + model.safetensors (+ `tokenizer` as tokenizer.model), written atomically.
+
+    `directory` must not exist or be empty: anything else (a file, another checkpoint) is replaced
+    only with `overwrite=True`, so a typo cannot delete the user's files."""
+    return native.save(model, directory, tokenizer, overwrite)
 
 
-def export_hf(model: Gemma, directory: str | Path) -> Path:
-    """A Hugging Face-layout directory that `transformers` loads."""
-    return hf.export(model, directory)
+def export_hf(model: Gemma, directory: str | Path, *, tokenizer: Tokenizer | None = None,
+              overwrite: bool = False) -> Path:
+    """A Hugging Face-layout directory that `transformers` loads; `tokenizer`, `overwrite` as in `save_model`."""
+    return hf.export(model, directory, tokenizer, overwrite)
 
 
 __all__ = ["export_hf", "load_model", "save_model"]

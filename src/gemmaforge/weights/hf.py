@@ -10,9 +10,14 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..model import Gemma
+from ..tokenizer import Tokenizer
 from .hf_config import from_hf_config, to_hf_config
 from .hf_names import hf_names
 from .tensors import atomic_dir, build_model, read_safetensors_dir
+
+# transformers reads tokenizer.model with these settings; without add_bos_token it would add no <bos>.
+_TOKENIZER_CONFIG = {"tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": False,
+                     "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}
 
 
 def load(directory: Path, dtype: torch.dtype | None) -> Gemma:
@@ -36,11 +41,14 @@ def load(directory: Path, dtype: torch.dtype | None) -> Gemma:
     return build_model(cfg, state, str(directory), dtype or stored)
 
 
-def export(model: Gemma, directory: str | Path) -> Path:
+def export(model: Gemma, directory: str | Path, tokenizer: Tokenizer | None = None, overwrite: bool = False) -> Path:
     """Write a directory that `transformers.AutoModelForCausalLM.from_pretrained` loads."""
     directory = Path(directory)
     names = hf_names(model.config)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, overwrite) as tmp:
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+            (tmp / "tokenizer_config.json").write_text(json.dumps(_TOKENIZER_CONFIG, indent=2))
         (tmp / "config.json").write_text(json.dumps(to_hf_config(model.config), indent=2))
         state = {names[k]: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})

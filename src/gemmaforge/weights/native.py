@@ -14,13 +14,16 @@ from safetensors.torch import save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError, ConfigError
 from ..model import Gemma
+from ..tokenizer import Tokenizer
 from .tensors import SHARDED, atomic_dir, build_model, read_safetensors, read_sharded
 
 
-def save(model: Gemma, directory: str | Path) -> Path:
-    """Write `model` to `directory` atomically; `load` gives it back bit-identically."""
+def save(model: Gemma, directory: str | Path, tokenizer: Tokenizer | None = None, overwrite: bool = False) -> Path:
+    """Write `model` (and `tokenizer`) to `directory` atomically; `load` gives it back bit-identically."""
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, overwrite) as tmp:
+        if tokenizer is not None:
+            tokenizer.save(tmp)
         (tmp / "config.json").write_text(model.config.to_json())
         # Tied embedding: one tensor; clone so safetensors sees no shared storage.
         state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError
 from ..model import Gemma, check_dtype
+from ..tokenizer import umask
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -109,24 +110,63 @@ def build_model(cfg: GemmaConfig, state: dict[str, torch.Tensor], where: str,
     return model.eval()
 
 
+def check_output(target: Path, overwrite: bool = False) -> None:
+    """Refuse to replace anything at `target` but an empty directory, unless `overwrite`: the user's
+    files (or another checkpoint) would be lost."""
+    if overwrite or not os.path.lexists(target):
+        return
+    if not target.is_dir():
+        raise CheckpointError(f"{target}: is a file, not a directory; pass overwrite=True (--force) to replace it")
+    if any(target.iterdir()):
+        raise CheckpointError(f"{target}: directory is not empty; pass overwrite=True (--force) to replace it")
+
+
+def _default_modes(root: Path) -> None:
+    """Give `root` and everything in it the modes a plain `open`/`mkdir` would (temporary files are private)."""
+    mask = umask()
+    root.chmod(0o777 & ~mask)
+    for path in root.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 @contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Write into a temporary sibling directory and rename it over `target` only on success."""
+def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Write into a temporary sibling directory and rename it over `target` only on success.
+
+    Anything at `target` other than an empty directory is replaced only with `overwrite`."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    check_output(target, overwrite)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as e:
+        raise CheckpointError(f"{target}: cannot write here: {e.strerror}") from None
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
+        _default_modes(tmp)
+        try:
+            _replace(tmp, target)
+        except OSError as e:
+            raise CheckpointError(f"{target}: cannot write here: {e.strerror}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Rename `new` to `target`; whatever was there (a directory or a file) is moved aside, then deleted."""
+    if not os.path.lexists(target):
+        os.rename(new, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.rename(target, trash / target.name)
+    try:
+        os.rename(new, target)
+    except OSError:
+        os.rename(trash / target.name, target)  # put the old one back
+        trash.rmdir()
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
