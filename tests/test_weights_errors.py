@@ -31,6 +31,10 @@ def test_missing_path(tmp_path):
 def test_directory_without_checkpoint(tmp_path):
     with pytest.raises(gf.CheckpointError, match="holds no checkpoint"):
         load_model(tmp_path)
+    (tmp_path / "a.gguf").write_bytes(b"")
+    (tmp_path / "b.ckpt").write_bytes(b"")
+    with pytest.raises(gf.CheckpointError, match=r"holds several checkpoints \(b.ckpt, a.gguf\); name the file"):
+        load_model(tmp_path)
 
 
 def test_truncated_safetensors(saved):

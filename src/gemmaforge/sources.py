@@ -61,12 +61,12 @@ def resolve(source: str | Path) -> Source:
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{p / 'config.json'}: unreadable JSON: {e}") from None
         return Source("native" if "d_model" in cfg else "hf", p, s)
-    ckpts = sorted(p.glob("*.ckpt"))
-    if len(ckpts) == 1:
-        return Source("gemma_pytorch", ckpts[0], s)
-    ggufs = sorted(p.glob("*.gguf"))
-    if len(ggufs) == 1:
-        return Source("gguf", ggufs[0], s)
+    found = sorted(p.glob("*.ckpt")) + sorted(p.glob("*.gguf"))
+    if len(found) == 1:
+        return Source("gemma_pytorch" if found[0].suffix == ".ckpt" else "gguf", found[0], s)
+    if found:
+        raise CheckpointError(f"{p}: directory holds several checkpoints ({', '.join(f.name for f in found)}); "
+                              "name the file to load")
     raise CheckpointError(
         f"{p}: directory holds no checkpoint (looked for config.json, one *.ckpt or one *.gguf)")
 
