@@ -1,5 +1,7 @@
 """The generation engine on tiny random models: cache, batching, sampling, stops, limits."""
 
+import sys
+
 import pytest
 import torch
 from byte_tokenizer import ByteTokenizer
@@ -188,3 +190,16 @@ def test_truncation_that_cannot_help_says_what_would():
         fit_context([2] * 10, 63, 64, truncate=True)
     with pytest.raises(gf.InputError, match="temperature must be a finite number"):
         Sampling(temperature=float("nan"))
+
+
+def test_prompts_prefill_in_chunks_exactly_as_in_one_pass(tiny_name, monkeypatch):
+    """Chunks of 3 tokens through left-padded rows and sliding windows give the same tokens."""
+    model = random_gemma(tiny_name, std=0.1)
+    prompts = [[2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], [2, 40], [2, 77, 78, 79, 80]]
+    whole = run(model, prompts, 8)
+    monkeypatch.setattr(sys.modules["gemmaforge.generate"], "PREFILL_CHUNK", 3)
+    sizes = count_prefill(model)
+    assert run(model, prompts, 8) == whole
+    assert sizes[:6] == [3, 3, 3, 3, 1, 1]  # 13 prompt positions in chunks, then decoding
+    cache = PromptCache()
+    assert run(model, [prompts[0]], 8, prompt_cache=cache) == whole[:1]

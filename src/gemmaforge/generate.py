@@ -17,6 +17,8 @@ from .kv_cache import KVCache, PromptCache
 from .model import Gemma
 from .sampling import Sampling, choose
 
+PREFILL_CHUNK = 1024  # prompt tokens per forward pass
+
 
 class TextTokenizer(Protocol):
     eos_id: int
@@ -79,8 +81,7 @@ class Decoder:
         need = max(len(p) for p in prompts) + self.max_new_tokens
         if self.prompt_cache is not None:
             cache, held = self.prompt_cache.take(model.config, model.dtype, device, prompts[0], need)
-            logits = model(torch.tensor([prompts[0][held:]], device=device), cache=cache, logits_at="last")
-            return cache, logits
+            return cache, prefill(model, torch.tensor([prompts[0][held:]], device=device), None, cache)
         width = max(len(p) for p in prompts)
         ids = torch.zeros(len(prompts), width, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -88,7 +89,8 @@ class Decoder:
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         cache = model.new_cache(len(prompts), need)
-        return cache, model(ids.to(device), attention_mask=mask.to(device), cache=cache, logits_at="last")
+        return cache, prefill(model, ids.to(device), mask.to(device), cache)
+
 
     @torch.inference_mode()
     def __iter__(self) -> Iterator[list[int | None]]:
@@ -125,6 +127,19 @@ class Decoder:
             self.done = [True] * batch
             if self.prompt_cache is not None:
                 self.prompt_cache.tokens = fed
+
+
+def prefill(model: Gemma, ids: torch.Tensor, mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+    """Run `ids` [B, T] into `cache` PREFILL_CHUNK tokens at a time; the logits at the last position.
+
+    Chunks bound the attention mask to chunk x context instead of context squared: a 32k-token
+    prompt would otherwise need about 5 GB of mask alone.
+    """
+    logits = None
+    for s in range(0, ids.shape[1], PREFILL_CHUNK):
+        part = None if mask is None else mask[:, s:s + PREFILL_CHUNK]
+        logits = model(ids[:, s:s + PREFILL_CHUNK], attention_mask=part, cache=cache, logits_at="last")
+    return logits
 
 
 class TextStream:
