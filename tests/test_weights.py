@@ -9,6 +9,7 @@ from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 from gguf_fixture import write_gguf
 from model_helpers import hf_twin, random_gemma
+from small_disk import small_disk
 
 import gemmaforge as gf
 from gemmaforge.weights import export_hf, gemma_pytorch, load_model, save_model
@@ -107,7 +108,7 @@ def test_atomic_save_keeps_old_checkpoint_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("gemmaforge.weights.native.save_file", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(gf.CheckpointError, match=r"c: cannot write here: disk full; nothing there was changed"):
         save_model(random_gemma("tiny-gemma-mqa", seed=1), tmp_path / "c", overwrite=True)
     assert (tmp_path / "c" / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "cache"] or sorted(
@@ -166,3 +167,10 @@ def test_gguf_cache_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a cache in a directory named "off" would land
     load_model(write_gguf(random_gemma("tiny-gemma2"), tmp_path / "m.gguf"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf"]
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path):
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        with pytest.raises(gf.CheckpointError, match=r"out: cannot write here: No space left on device"):
+            save_model(random_gemma("tiny-gemma-mqa"), disk / "out")
+        assert list(disk.iterdir()) == []

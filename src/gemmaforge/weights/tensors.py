@@ -144,12 +144,13 @@ def atomic_dir(target: Path, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         _default_modes(tmp)
-        try:
-            _replace(tmp, target)
-        except OSError as e:
-            raise CheckpointError(f"{target}: cannot write here: {e.strerror}") from None
-    except BaseException:
+        _replace(tmp, target)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (OSError, SafetensorError)):  # a full disk, a read-only mount, ...
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).removeprefix(
+                "Error while serializing: ").removeprefix("I/O error: ")
+            raise CheckpointError(f"{target}: cannot write here: {reason}; nothing there was changed") from None
         raise
 
 
