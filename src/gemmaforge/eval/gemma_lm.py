@@ -153,8 +153,10 @@ class GemmaLM:
         return [(n, sorted(run, key=lambda r: len(r.tokens))) for n, run in groups]  # less padding
 
     def _prefill(self, tokens: list[int], max_len: int) -> Any:
+        from ..generate import prefill  # chunked: a long shared prefix needs no context-squared mask
+
         cache = self.model.new_cache(1, max_len)
-        self.model(torch.tensor([tokens]), cache=cache, logits_at="none")
+        prefill(self.model, torch.tensor([tokens]), None, cache)
         return cache
 
     def _forward(self, seqs: Sequence[list[int]], cache: Any = None) -> torch.Tensor:
