@@ -150,7 +150,7 @@ def test_an_unwritable_output_directory_fails_before_the_model_loads(monkeypatch
     (tmp_path / "a-file").write_text("")
     out = str(tmp_path / where)  # an absolute `where` replaces tmp_path
     _no_model_load(monkeypatch)
-    with pytest.raises(EvalConfigError, match=f"cannot write the results to {out}: ") as e:
+    with pytest.raises(EvalConfigError, match=f"--output: cannot write to {out}: ") as e:
         run_eval("gemma3-270m", "piqa", output_dir=out)
     assert "\n" not in str(e.value)
     assert not (tmp_path / "a-file").is_dir()

@@ -22,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ..data.text import words
-from .data import read_jsonl
+from .data import EvalDataError, read_jsonl
 from .tasks import Task, get_task
 
 DEFAULT_N = 13
@@ -63,9 +63,12 @@ def export_ngrams(tasks: Sequence[str | Task], n: int = DEFAULT_N, min_tokens: i
 
 def write_ngrams(index: dict[str, set[str]], path: str | Path, n: int = DEFAULT_N) -> Path:
     path = Path(path)
-    with open(path, "w", encoding="utf-8") as f:
-        for item, grams in index.items():
-            f.write(json.dumps({"item": item, "n": n, "ngrams": sorted(grams)}, ensure_ascii=False) + "\n")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            for item, grams in index.items():
+                f.write(json.dumps({"item": item, "n": n, "ngrams": sorted(grams)}, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise EvalDataError(f"--export-ngrams: cannot write {path}: {e.strerror or e}") from None
     return path
 
 

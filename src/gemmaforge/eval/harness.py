@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GemmaForgeError
+from ..paths import writable_dir
 from .lm import LanguageModel
 from .results import EvalResults, TaskResult, provenance
 from .sandbox import Sandbox, SandboxConfig
@@ -84,19 +84,6 @@ def load_tasks(names: Sequence[str]) -> list[Task]:
     return tasks
 
 
-def prepare_output_dir(path: str | Path) -> Path:
-    """Create `path` and prove it writable with a probe file, so a bad --output fails before the model
-    loads (as root, permission bits say nothing; /proc or a read-only mount fail only on a real write)."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise EvalConfigError(f"cannot write the results to {out}: {e.strerror or e}") from None
-    return out
-
-
 def shots_for(task: Task, requested: int | None, item: Item) -> int:
     """The task's default, or the requested number capped by its exemplar pool (code: 0)."""
     shots = task.default_shots if requested is None else requested
@@ -136,7 +123,7 @@ def _prepare(config: EvalConfig) -> tuple[list[Task], Path | None]:
     """Everything the user's settings can get wrong, checked before any model work."""
     config.validate()
     tasks = load_tasks(config.tasks)
-    return tasks, (prepare_output_dir(config.output_dir) if config.output_dir else None)
+    return tasks, (writable_dir(config.output_dir, EvalConfigError, "--output") if config.output_dir else None)
 
 
 def _run_task(lm: LanguageModel, task: Task, items: list[Item], config: EvalConfig) -> tuple[list[Sample], int]:

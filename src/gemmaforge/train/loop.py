@@ -9,7 +9,6 @@ knows nothing of the data: `StepData` hands it each step's micro-batches, opaque
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import torch
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
+from ..paths import writable_dir
 from .checkpoint import check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_sum
@@ -66,7 +66,7 @@ class Trainer:
         self.n_params = model.num_parameters()
         self.out = Path(config.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
-        make_out_dir(self.out)
+        writable_dir(self.out, TrainError, "out_dir")
         t = config.train
         self.model = parallelize(model, info, t.parallel, t.activation_checkpointing, t.compile)
         self.optimizer, self.scheduler = build_optimizer(self.model, config.optim, t.max_steps)
@@ -221,18 +221,6 @@ class Trainer:
     def _say(self, message: str) -> None:
         if self.info.is_main:
             print(f"gemmaforge: {message}", file=sys.stderr)
-
-
-def make_out_dir(out: Path) -> None:
-    """Create `out` and prove it writable now, not at the first checkpoint (root passes os.access
-    checks even where writing then fails)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise TrainError(f"out_dir: cannot write to {out}: {e.strerror or e}") from None
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
