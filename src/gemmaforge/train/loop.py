@@ -8,6 +8,7 @@ knows nothing of the data: `StepData` hands it each step's micro-batches, opaque
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -27,7 +28,7 @@ from .distributed import DistInfo, all_sum
 from .errors import Interrupted, TrainError
 from .metrics import MetricsLog, flops_per_token, measure_matmul_flops, progress_bar
 from .objective import TOKENS, Objective
-from .optim import FIXED_ON_RESUME, apply_settings, build_optimizer, changed_settings
+from .optim import FIXED_ON_RESUME, apply_settings, build_optimizer, changed_settings, describe
 from .parallelize import grad_norm, gradient_sync, parallelize
 from .stop import StopRequest
 
@@ -135,23 +136,23 @@ class Trainer:
         return float(sums[0] / sums[1])
 
     # -- the run -----------------------------------------------------------------------------
-    def _resume_point(self, resume: bool) -> tuple[Path | None, list[str]]:
+    def _resume_point(self, resume: bool) -> tuple[Path | None, dict[str, tuple]]:
         """The checkpoint to continue from and the settings that changed since it was written;
         refuses to silently restart over an existing run."""
         found = latest_checkpoint(self.ckpt_dir)
         if found is None:
             if resume:
                 self._say(f"--resume: no checkpoint in {self.ckpt_dir}; starting from scratch")
-            return None, []
+            return None, {}
         if not resume:
             raise TrainError(f"{self.out} already holds checkpoints (newest: {found.name}); pass --resume to "
                              "continue that run, or choose another out_dir")
         meta = read_meta(found)
         check_compatible(found, meta, self.gemma_config, self.identity)
         changes = changed_settings(meta.get("train_config", {}), self.config.to_dict())
-        fixed = [c for c in changes if c.split(":")[0].removeprefix("optim.") in FIXED_ON_RESUME]
+        fixed = {name: change for name, change in changes.items() if name in FIXED_ON_RESUME}
         if fixed:
-            raise TrainError(f"cannot resume from {found} with {'; '.join(fixed)}: it decides which parameters "
+            raise TrainError(f"cannot resume from {found} with {describe(fixed)}: it decides which parameters "
                              "are decayed, which a run cannot change midway")
         return found, changes
 
@@ -172,51 +173,53 @@ class Trainer:
             start = load_checkpoint(found, self.model, self.optimizer, self.scheduler, info)["step"]
             apply_settings(self.optimizer, self.scheduler, cfg.optim)
             self._say(f"resumed from {found} at step {start}" + (
-                f" with changed settings ({'; '.join(changes)}); learning rate now "
+                f" with changed settings ({describe(changes)}); learning rate now "
                 f"{self.optimizer.param_groups[0]['lr']:.4g}" if changes else ""))
         log = MetricsLog(self.out / "metrics.jsonl", start if found else None) if info.is_main else None
         bar = progress_bar(cfg.train.max_steps, start, info.is_main and cfg.log.progress)
         begin, tokens, row, val = time.perf_counter(), 0, {}, None
         last, saved = found, (start if found else 0)  # the newest checkpoint and its step
-        with StopRequest() as stop:
-            try:
-                for step in range(start, cfg.train.max_steps):
-                    if stop.requested(info.device):
-                        kept = last if saved == step else self._save(step)
-                        raise Interrupted(f"stopped by {stop.name} after step {step}; "
-                                          + (f"checkpoint {kept}; continue with --resume" if kept else
-                                             "no step had finished, so there is nothing to resume"))
-                    t0 = time.perf_counter()
-                    try:
-                        row = self.train_step(step)
-                    except GemmaForgeError as e:  # bad data mid-run: keep the steps done so far
-                        if info.distributed or saved == step:
-                            raise
-                        raise TrainError(f"{e} (the {step} steps before it are saved in {self._save(step)})") from None
-                    seconds = time.perf_counter() - t0
-                    done = step + 1
-                    tokens += int(row[TOKENS])
-                    tps = row[TOKENS] / seconds
-                    row = {"step": done, **row, "tokens_per_s": tps, "step_s": seconds,
-                           "mfu": tps * self.flops_per_token / (self.peak_flops * info.world_size)}
-                    final = done == cfg.train.max_steps
-                    evaluated = bool(self.val_batches) and (done % cfg.eval.interval == 0 or final)
-                    if evaluated:
-                        val = row["val_loss"] = self.evaluate()
-                    if log and (evaluated or done % cfg.log.interval == 0 or final):
-                        log.write(row)
-                    if done % cfg.checkpoint.interval == 0 or final:
-                        last, saved = self._save(done), done
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
-                                    **({"val": f"{val:.3f}"} if val is not None else {}))
-            finally:
-                bar.close()
+        with StopRequest() as stop, contextlib.closing(bar):
+            for step in range(start, cfg.train.max_steps):
+                if stop.requested(info.device):
+                    kept = last if saved == step else self._save(step)
+                    raise Interrupted(f"stopped by {stop.name} after step {step}; "
+                                      + (f"checkpoint {kept}; continue with --resume" if kept else
+                                         "no step had finished, so there is nothing to resume"))
+                t0 = time.perf_counter()
+                row = self._step_keeping_progress(step, saved)
+                seconds = time.perf_counter() - t0
+                done = step + 1
+                tokens += int(row[TOKENS])
+                tps = row[TOKENS] / seconds
+                row = {"step": done, **row, "tokens_per_s": tps, "step_s": seconds,
+                       "mfu": tps * self.flops_per_token / (self.peak_flops * info.world_size)}
+                final = done == cfg.train.max_steps
+                evaluated = bool(self.val_batches) and (done % cfg.eval.interval == 0 or final)
+                if evaluated:
+                    val = row["val_loss"] = self.evaluate()
+                if log and (evaluated or done % cfg.log.interval == 0 or final):
+                    log.write(row)
+                if done % cfg.checkpoint.interval == 0 or final:
+                    last, saved = self._save(done), done
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}",
+                                **({"val": f"{val:.3f}"} if val is not None else {}))
         if start >= cfg.train.max_steps:
             self._say(f"nothing to do: the run already reached train.max_steps ({cfg.train.max_steps})")
         return TrainResult(step=max(start, cfg.train.max_steps), train_loss=row.get("loss"),
                            val_loss=val, tokens=tokens, wall_s=time.perf_counter() - begin,
                            resumed_from=start if found else None, checkpoint=last)
+
+    def _step_keeping_progress(self, step: int, saved: int) -> dict[str, float]:
+        """`train_step`; if bad input (damaged data) stops it, the steps before it are checkpointed
+        first (in one process: under torchrun the other ranks could not join the save)."""
+        try:
+            return self.train_step(step)
+        except GemmaForgeError as e:
+            if self.info.distributed or saved == step:
+                raise
+            raise TrainError(f"{e} (the {step} steps before it are saved in {self._save(step)})") from None
 
     def _say(self, message: str) -> None:
         if self.info.is_main:

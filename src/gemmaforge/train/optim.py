@@ -47,12 +47,16 @@ def apply_settings(optimizer: torch.optim.AdamW, scheduler: torch.optim.lr_sched
                      lr=cfg.lr * scheduler.lr_lambdas[i](scheduler.last_epoch))
 
 
-FIXED_ON_RESUME = ("decay_norms", "decay_embeddings")  # they decide the parameter groups
+FIXED_ON_RESUME = ("optim.decay_norms", "optim.decay_embeddings")  # they decide the parameter groups
 
 
-def changed_settings(saved: dict, now: dict) -> list[str]:
-    """`optim.<name>: old -> new` for each optimizer setting of two TrainConfig dicts that differs,
-    and train.max_steps (which stretches or shortens the schedule)."""
+def changed_settings(saved: dict, now: dict) -> dict[str, tuple]:
+    """{"optim.<name>": (old, new)} for each optimizer setting of two TrainConfig dicts that
+    differs, and train.max_steps (which stretches or shortens the schedule)."""
     pairs = [(f"optim.{k}", saved.get("optim", {}).get(k), v) for k, v in now["optim"].items()]
     pairs.append(("train.max_steps", saved.get("train", {}).get("max_steps"), now["train"]["max_steps"]))
-    return [f"{name}: {old!r} -> {new!r}" for name, old, new in pairs if old != new]
+    return {name: (old, new) for name, old, new in pairs if old != new}
+
+
+def describe(changes: dict[str, tuple]) -> str:
+    return "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changes.items())
