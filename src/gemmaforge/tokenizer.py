@@ -14,9 +14,7 @@ Conventions (the same for every source):
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from sentencepiece import sentencepiece_model_pb2 as pb
 from sentencepiece import sentencepiece_pb2
 
 from .errors import CheckpointError, InputError, TokenizerError
+from .paths import write_atomic
 from .sources import resolve
 
 TOKENIZER_FILE = "tokenizer.model"
@@ -244,24 +243,3 @@ def _byte_to_char(text: str) -> list[int]:
     for i, c in enumerate(text):
         out += [i] * len(c.encode("utf-8"))
     return out + [len(text)]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o666 & ~umask())  # what open() would give, not mkstemp's private 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def umask() -> int:
-    """The process's umask (reading it means setting it, so it is put straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

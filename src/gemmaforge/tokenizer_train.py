@@ -25,7 +25,8 @@ from pathlib import Path
 import sentencepiece as spm
 
 from .errors import InputError, TokenizerError
-from .tokenizer import TOKENIZER_FILE, Tokenizer, write_atomic
+from .paths import write_atomic
+from .tokenizer import TOKENIZER_FILE, Tokenizer
 
 _FAMILY_EXTRAS = {1: ["<2mass>", "[@BOS@]"], 2: ["<2mass>", "[@BOS@]"], 3: ["[multimodal]"]}
 _LONGEST_RUN = 31  # Gemma's vocabulary has whitespace runs up to 31 characters
