@@ -68,7 +68,7 @@ class Decoder:
         self.prompt_cache = prompt_cache
         sampling = sampling or Sampling()
         self.model, self.sampling, self.max_new_tokens = model, sampling, max_new_tokens
-        self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
+        self.stop_ids = frozenset(stop_ids)
         self.done = [max_new_tokens == 0] * len(self.prompts)
         self.generators = [torch.Generator().manual_seed(sampling.seed) for _ in self.prompts]
 
@@ -104,12 +104,13 @@ class Decoder:
             for i, p in enumerate(self.prompts):
                 seen[i, torch.tensor(p, device=device)] = True
         cache, logits = self._prefill(device)
-        fed = list(self.prompts[0])  # what the cache holds, for the prompt cache
+        fed = list(self.prompts[0]) if self.prompt_cache is not None else []  # what its cache holds
         try:
             for step in range(self.max_new_tokens):
                 nxt = choose(logits[:, -1].float(), self.sampling, seen, self.generators).cpu()
+                toks = nxt.tolist()
                 out: list[int | None] = []
-                for row, tok in enumerate(nxt.tolist()):
+                for row, tok in enumerate(toks):
                     if self.done[row]:
                         out.append(None)
                         continue
@@ -122,7 +123,7 @@ class Decoder:
                 if seen is not None:
                     seen[torch.arange(batch), nxt.to(device)] = True
                 logits = model(nxt[:, None].to(device), cache=cache)
-                fed.append(int(nxt[0]))
+                fed.append(toks[0])
         finally:  # also when the consumer stops early: the cache holds exactly `fed`
             self.done = [True] * batch
             if self.prompt_cache is not None:
@@ -199,9 +200,8 @@ def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], 
     dec = _setup(model, tokenizer, [prompt], max_new_tokens, temperature, top_k, top_p,
                  repetition_penalty, seed, add_bos, truncate, prompt_cache)
     text = TextStream(tokenizer, stop)
-    stop_ids = set(dec.stop_ids.tolist())
     for (tok,) in dec:
-        if tok is None or tok in stop_ids:
+        if tok is None or tok in dec.stop_ids:
             break
         delta = text.push(tok)
         if delta:
@@ -224,10 +224,9 @@ def generate(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Seq
     dec = _setup(model, tokenizer, prompts, max_new_tokens, temperature, top_k, top_p,
                  repetition_penalty, seed, add_bos, truncate)
     streams = [TextStream(tokenizer, stop) for _ in prompts]
-    stop_ids = set(dec.stop_ids.tolist())
     for step in dec:
         for row, tok in enumerate(step):
-            if tok is None or tok in stop_ids:
+            if tok is None or tok in dec.stop_ids:
                 continue
             streams[row].push(tok)
             if streams[row].stopped:

@@ -83,7 +83,9 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaC
     except (TrainError, OSError) as e:
         if info.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
-        raise e if isinstance(e, TrainError) else _write_error(tmp, e) from None
+        if isinstance(e, OSError):  # creating or renaming the directory
+            raise _write_error(tmp, e) from None
+        raise
 
 
 def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: GemmaConfig,
