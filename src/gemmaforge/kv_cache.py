@@ -9,6 +9,7 @@ batches of different lengths need no special cases. One extra "trash" slot per l
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -123,11 +124,7 @@ class PromptCache:
              need: int) -> tuple[KVCache, int]:
         """The cache, ready for `prompt` and `need` positions in all; and how many of the prompt's
         tokens it already holds (always fewer than all, so the last one yields fresh logits)."""
-        keep = 0
-        for a, b in zip(self.tokens, prompt[:-1]):
-            if a != b:
-                break
-            keep += 1
+        keep = common_prefix(self.tokens, prompt[:-1])
         if self.cache is None:
             self.cache = KVCache.allocate(cfg, 1, need, dtype, device, rings=False)
         elif self.cache.max_len < need:  # double, so a long chat reallocates only a few times
@@ -135,3 +132,9 @@ class PromptCache:
         self.cache.truncate(keep)
         self.tokens = prompt[:keep]
         return self.cache, keep
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)

@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..kv_cache import common_prefix
 from .lm import GenerateRequest, LoglikRequest, LoglikResult
 
 MIN_SHARED_PREFIX = 32  # tokens; below this a separate prefix pass costs more than it saves
@@ -141,7 +142,7 @@ class GemmaLM:
             row_limit = min(start for _, start, _ in row.scores)
             if runs:
                 shared, run = runs[-1]
-                common = min(shared, row_limit, _common_prefix(run[-1].tokens, row.tokens))
+                common = min(shared, row_limit, common_prefix(run[-1].tokens, row.tokens))
                 if common >= MIN_SHARED_PREFIX:
                     run.append(row)
                     runs[-1] = (common, run)
@@ -223,11 +224,6 @@ class GemmaLM:
             for (i, _), text in zip(batch, texts):
                 out[i].append(text)
         return out
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def _repeat_cache(cache: Any, n: int) -> Any:
