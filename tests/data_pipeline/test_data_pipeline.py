@@ -172,7 +172,10 @@ def test_mixture_kind_emptied_by_filters_stops_the_run(corpus, make_config):
 
 
 CTRL_C_CHILD = """
-import os, time
+import os, signal, time
+# As in a terminal. A non-interactive shell starts background jobs with SIGINT ignored, and Python
+# then never raises KeyboardInterrupt: that would test the shell, not the pool.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from gemmaforge.data.parallel import LocalExecutor
 def slow(ctx, batch):
     os.write(1, b"tick\\n")  # one write: the two workers' lines never interleave
