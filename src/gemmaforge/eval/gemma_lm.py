@@ -4,7 +4,8 @@ batched generation through gemmaforge's engine.
 Log-likelihood work is arranged so no token is computed twice when it can be avoided:
 - requests are tokenised as lm-eval does (trailing context spaces move to the continuation;
   the continuation's tokens are those of `encode(context + continuation)` after the context's),
-  BOS always first;
+  BOS always first; with the chat template the context ends with the template's
+  `<start_of_turn>model\n`, which stays in the context (lm-eval would score its "\n");
 - a forward row is `context + continuation[:-1]`; requests whose row is a prefix of another's
   (all choices of an MMLU question: one-token answers) share it, so the context runs once;
 - rows are sorted by their tokens and cut into runs with a long common prefix (MMLU's subject
@@ -70,11 +71,15 @@ class GemmaLM:
 
     def _encode_pair(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
         context, continuation = req.context, req.continuation
-        if self.chat:  # the answer opens the model's turn: no separating space
-            context, continuation = self._frame(context), continuation.lstrip()
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if self.chat:
+            # The answer opens the model's turn: the task's " " delimiter goes (as lm-eval drops its
+            # target delimiter under a chat template), and the template's "\n" after
+            # `<start_of_turn>model` stays in the context: it is the template's, not the answer's.
+            context, continuation = self._frame(context), continuation.removeprefix(" ")
+        else:
+            spaces = len(context) - len(context.rstrip())
+            if spaces:  # lm-eval: a context's trailing spaces are scored with the continuation
+                context, continuation = context[:-spaces], context[-spaces:] + continuation
         whole = self.tok.encode(context + continuation, add_bos=True)
         ctx = self.tok.encode(context, add_bos=True)
         if whole[:len(ctx)] != ctx:  # the join merged tokens across the boundary
