@@ -11,9 +11,10 @@ backend) on the shipped gemma3-270m, on the same local items.
   metric downloads its script from the Hub at run time, which cannot happen offline).
 
 The transformers model is gemmaforge's HF export of the same weights (`gf.export_hf`) plus the
-tokenizer transformers converts from the GGUF. lm-eval needs `pip install "lm-eval[hf]==0.4.13"`,
-best in its own virtual environment (`python -m venv --system-site-packages`), named by
---lm-eval-python. Writes agreement.json and agreement.md in --work.
+tokenizer transformers converts from the GGUF. lm-eval 0.4.13 is in the dev extra (its HF backend
+needs transformers and accelerate, also there); another interpreter can be named by
+--lm-eval-python. Writes agreement.json and agreement.md in --work. Prompt-by-prompt agreement of
+every multiple-choice task is a test: tests/eval/test_eval_lm_eval_parity.py.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_oracle_scores_one_and_length_bias_is_what_acc_norm_removes(scripted_lm,
     # A model that prefers short answers: acc is the share of items whose gold is the shortest.
     task = get_task("arc_easy")
     items = select(task.load(), 30)
-    short = scripted_lm(score=lambda r: -float(len(r.continuation.strip())))
+    short = scripted_lm(score=lambda r: -float(len(r.continuation.removeprefix(" "))))  # the choice's length
     expected = sum(min(range(len(c)), key=lambda i: (len(c[i]), i)) == task.gold(it.doc)
                    for it in items for c in [task.choices(it.doc)]) / 30
     m = run_eval(short, ["arc_easy"], limit=30)["arc_easy"].metrics
