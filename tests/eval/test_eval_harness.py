@@ -202,5 +202,5 @@ def test_requests_cut_to_max_length_are_counted_warned_and_logged(scripted_lm, t
 
 def test_max_length_below_one_fails_before_the_model_loads(monkeypatch):
     _no_model_load(monkeypatch)
-    with pytest.raises(EvalConfigError, match="max_length must be positive, got 0"):
+    with pytest.raises(EvalConfigError, match="max_length must be >= 1, got 0"):
         run_eval("gemma3-270m", "piqa", max_length=0)
