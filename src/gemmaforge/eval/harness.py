@@ -17,8 +17,8 @@ from typing import Any
 from ..errors import GemmaForgeError
 from ..util.paths import writable_dir, write_atomic
 from .lm import LanguageModel
-from .resume import merge, previous_results, sample_log
 from .results import EvalResults, TaskResult, format_number, provenance
+from .resume import merge, previous_results, sample_log
 from .sandbox import Sandbox, SandboxConfig
 from .tasks import CodeTask, Item, Sample, Task, get_task
 
@@ -53,11 +53,12 @@ class EvalConfig:
         if not self.tasks:
             raise EvalConfigError("no tasks given")
         sb = self.sandbox
-        for name, value, low in (("limit", self.limit, 1), ("shots", self.shots, 0), ("batch_size", self.batch_size, 1),
-                                 ("samples", self.samples, 1), ("max_length", self.max_length, 1),
-                                 ("seed", self.seed, 0), ("temperature", self.temperature, 0),
-                                 ("code timeout_s", sb.timeout_s, None), ("code cpu_seconds", sb.cpu_seconds, 1),
-                                 ("code memory_bytes", sb.memory_bytes, 1), ("code max_processes", sb.max_processes, 1)):
+        checks = [("limit", self.limit, 1), ("shots", self.shots, 0), ("batch_size", self.batch_size, 1),
+                  ("samples", self.samples, 1), ("max_length", self.max_length, 1), ("seed", self.seed, 0),
+                  ("temperature", self.temperature, 0), ("code timeout (seconds)", sb.timeout_s, None),
+                  ("sandbox cpu_seconds", sb.cpu_seconds, 1), ("sandbox memory_bytes", sb.memory_bytes, 1),
+                  ("sandbox max_processes", sb.max_processes, 1)]
+        for name, value, low in checks:
             check_number(name, value, low)
         if self.samples > 1 and self.temperature <= 0:
             raise EvalConfigError("samples > 1 needs temperature > 0 (greedy samples are all the same)")

@@ -87,8 +87,8 @@ class EvalResults:
         for t in self.tasks:
             for name, m in t.metrics.items():
                 mark = "**" if name == t.primary else ""
-                lines.append(f"| {t.task} | {mark}{name}{mark} | {format_number(m.value)} | {format_number(m.stderr)} | {m.n} "
-                             f"| {t.shots} | {t.items_per_second:.2f} |")
+                lines.append(f"| {t.task} | {mark}{name}{mark} | {format_number(m.value)} "
+                             f"| {format_number(m.stderr)} | {m.n} | {t.shots} | {t.items_per_second:.2f} |")
         for t in self.tasks:
             if t.groups:
                 key = t.primary.removesuffix("_macro")
