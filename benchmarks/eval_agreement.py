@@ -163,9 +163,9 @@ def main() -> int:
     arc_items, he_items = write_tasks(work, args.arc_limit, args.humaneval_limit)
     t0 = time.monotonic()
     ours_arc = run_eval("gemma3-270m", ["arc_easy"], limit=args.arc_limit, batch_size=args.batch_size,
-                        threads=args.threads, output_dir=str(work / "gemmaforge_arc"))["arc_easy"]
+                        threads=args.threads, output_dir=str(work / "gemmaforge_arc"), overwrite=True)["arc_easy"]
     ours_he = run_eval("gemma3-270m", ["humaneval"], limit=args.humaneval_limit, batch_size=args.batch_size,
-                       threads=args.threads, output_dir=str(work / "gemmaforge_humaneval"))["humaneval"]
+                       threads=args.threads, output_dir=str(work / "gemmaforge_humaneval"), overwrite=True)["humaneval"]
     ours_seconds = time.monotonic() - t0
     hf_dir = prepare_hf(work)
     theirs, samples, theirs_seconds = run_lm_eval(args.lm_eval_python, hf_dir, work, args.batch_size, args.threads)
