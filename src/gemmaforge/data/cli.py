@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
+from ..util.argtypes import INTEGER, POSITIVE
+from ..util.paths import writable_dir
 from .config import BACKENDS, DataConfig, default_config
 from .default_corpus import default_corpus_status, format_status
 from .errors import DataError
@@ -26,9 +29,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                    help="use the embedded default corpus recipe (needs --output and --tokenizer)")
     p.add_argument("--output", help="output directory (overrides the config)")
     p.add_argument("--tokenizer", help="tokenizer source (overrides the config)")
-    p.add_argument("--workers", type=int, help="parallel worker processes (overrides the config)")
+    p.add_argument("--workers", type=POSITIVE, help="parallel worker processes (overrides the config)")
     p.add_argument("--backend", choices=BACKENDS, help="local processes or ray (overrides the config)")
-    p.add_argument("--seed", type=int, help="seed for dedup hashing, mixture and order (overrides the config)")
+    p.add_argument("--seed", type=INTEGER, help="seed for dedup hashing, mixture and order (overrides the config)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(data_func=data_prepare_main)
@@ -39,9 +42,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     q = sub.add_parser("train-quality", help="train the quality classifier on labelled JSONL examples")
     q.add_argument("--examples", required=True, help='JSONL lines {"text": ..., "label": 0 or 1}')
     q.add_argument("--output", required=True, help="where to save the classifier (.npz)")
-    q.add_argument("--epochs", type=int, default=10)
-    q.add_argument("--buckets", type=int, default=1 << 18, help="hashed feature buckets")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--force", action="store_true", help="replace an existing classifier file")
+    q.add_argument("--epochs", type=POSITIVE, default=10)
+    q.add_argument("--buckets", type=POSITIVE, default=1 << 18, help="hashed feature buckets")
+    q.add_argument("--seed", type=INTEGER, default=0)
     q.set_defaults(data_func=data_train_quality_main)
 
 
@@ -82,6 +86,10 @@ def data_setup_main(args: argparse.Namespace) -> int:
 
 
 def data_train_quality_main(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise DataError(f"{output} already exists; pass --force to replace it")
+    writable_dir(output.parent, DataError, "data train-quality --output")  # before training, not after
     texts, labels = load_labelled_jsonl(args.examples)
     model = QualityClassifier.train(texts, labels, buckets=args.buckets, epochs=args.epochs, seed=args.seed)
     model.save(args.output)
