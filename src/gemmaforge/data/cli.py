@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ..util.argtypes import INTEGER, POSITIVE
+from ..util.argtypes import INTEGER, POSITIVE, POSITIVE_FLOAT
 from ..util.paths import writable_dir
 from .config import BACKENDS, DataConfig, default_config
 from .default_corpus import default_corpus_status, format_status
@@ -20,7 +20,7 @@ from .filters.quality import QualityClassifier, load_labelled_jsonl
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the `prepare`, `setup` and `train-quality` sub-verbs to the `data` parser."""
-    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{prepare,setup,train-quality}")
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="{prepare,demo,setup,train-quality}")
 
     p = sub.add_parser("prepare", help="filter, deduplicate, decontaminate, mix, tokenise and pack a corpus",
                        description="Build packed token shards and manifest.json from a data config.")
@@ -35,6 +35,16 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(data_func=data_prepare_main)
+
+    d = sub.add_parser("demo", help="the pre-training demo's data: real text, a matching tokenizer, train/val shards",
+                       description="Build DIR/tokenizer, DIR/train and DIR/val for configs/pretrain-demo.toml "
+                                   "from the Python standard library and /usr/share/doc.")
+    d.add_argument("--output", required=True, metavar="DIR", help="where to write (runs/demo-data in the config)")
+    d.add_argument("--vocab-size", type=POSITIVE, default=8192, help="tokenizer pieces (the config's model uses 8192)")
+    d.add_argument("--max-mb", type=POSITIVE_FLOAT, default=24.0, help="megabytes of text to use")
+    d.add_argument("--force", action="store_true", help="replace an existing DIR")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(data_func=data_demo_main)
 
     s = sub.add_parser("setup", help="check the embedded default corpus and print missing install commands")
     s.set_defaults(data_func=data_setup_main)
@@ -76,6 +86,17 @@ def data_prepare_main(args: argparse.Namespace) -> int:
     read = sum(s.documents_read for s in m.sources.values())
     print(f"{config.output}: {m.total_tokens:,} tokens in {len(m.shards)} shard(s), {m.num_blocks:,} blocks "
           f"of {m.seq_len + 1}; kept {kept:,} of {read:,} documents")
+    return 0
+
+
+def data_demo_main(args: argparse.Namespace) -> int:
+    from .demo import build_demo_data
+
+    stats = build_demo_data(args.output, vocab_size=args.vocab_size, max_bytes=int(args.max_mb * 1e6),
+                            overwrite=args.force, progress=not args.no_progress)
+    print(f"{args.output}: {stats['train']['tokens']:,} training and {stats['val']['tokens']:,} validation tokens "
+          f"({stats['train']['documents']:,} / {stats['val']['documents']:,} documents), "
+          f"{args.vocab_size}-piece tokenizer")
     return 0
 
 
