@@ -2,7 +2,6 @@
 
 import io
 import json
-import sys
 import sysconfig
 from pathlib import Path
 
@@ -84,13 +83,12 @@ def test_chat_survives_ctrl_c_and_errors_in_a_reply(model_dir, capsys, monkeypat
     assert "error: prompt 0 is too long" in err and calls == ["interrupt", "fail", "hello"]
 
 
-def test_generate_strips_the_newline_that_piping_adds(model_dir, monkeypatch):
-    seen = []
-    module = sys.modules["gemmaforge.inference.generate"]  # `gemmaforge.inference.generate` is also the function
-    monkeypatch.setattr(module, "stream", lambda model, tok, prompt, *a, **k: seen.append(prompt) or iter(()))
+def test_generate_strips_the_newline_that_piping_adds(model_dir, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("def f(x):\n"))
-    assert main(["generate", "--model", str(model_dir)]) == 0
-    assert seen == ["def f(x):"]
+    assert main(["generate", "--model", str(model_dir), "--max-new-tokens", "6"]) == 0
+    tok, model = gf.load_tokenizer(model_dir), gf.load_model(model_dir)
+    assert capsys.readouterr().out == gf.generate(model, tok, ["def f(x):"], 6)[0] + "\n"
+    assert gf.generate(model, tok, ["def f(x):\n"], 6) != gf.generate(model, tok, ["def f(x):"], 6)  # it matters
 
 
 def test_bad_generation_settings_are_one_line_before_the_model_loads(tmp_path, capsys):
