@@ -158,7 +158,7 @@ NUMERIC = {  # option -> (the word its error names, values that are valid: they 
     "--limit": ("limit", ()), "--shots": ("shots", ("0",)), "--num-fewshot": ("shots", ("0",)),
     "--batch-size": ("batch", ()), "--samples": ("samples", ()), "--max-length": ("max", ()),
     "--threads": ("threads", ()), "--code-timeout": ("timeout", ()), "--temperature": ("temperature", ("0",)),
-    "--seed": ("seed", ("0",)), "--ngram": ("ngram", ()),
+    "--seed": ("seed", ("0", "-1")), "--ngram": ("ngram", ()),
 }
 
 
@@ -198,7 +198,7 @@ def _exit_code(argv: list[str]) -> int:
 def test_code_timeout_zero_no_longer_runs_humaneval_to_a_silent_zero(monkeypatch, capsys):
     monkeypatch.setattr(GemmaLM, "load", lambda *a, **k: pytest.fail("the model must not load"))
     assert _exit_code(["eval", "--tasks", "humaneval", "--code-timeout", "0"]) == 2
-    assert "code timeout (seconds) must be > 0, got 0.0" in capsys.readouterr().err
+    assert "argument --code-timeout: must be a number > 0, got '0'" in capsys.readouterr().err
 
 
 def test_export_ngrams_creates_folders_and_keeps_an_existing_file(tmp_path, capsys):

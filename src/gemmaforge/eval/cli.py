@@ -9,16 +9,14 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
+from ..util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT
 from .data import EvalDataError, read_jsonl
 from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
-from .harness import EvalConfigError, check_number, load_tasks, run_eval
+from .harness import EvalConfigError, load_tasks, run_eval
 from .results import command_line
 from .sandbox import SandboxConfig
 from .tasks import TASKS
@@ -30,64 +28,42 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--tasks", required=True,
                         help=f"comma-separated task names ({', '.join(TASKS)}) or paths to .jsonl task files")
-    parser.add_argument("--limit", type=_int, default=None,
+    parser.add_argument("--limit", type=POSITIVE, default=None,
                         help="evaluate a fixed seeded subset of N items per task")
-    parser.add_argument("--shots", "--num-fewshot", dest="shots", type=_int, default=None,
+    parser.add_argument("--shots", "--num-fewshot", dest="shots", type=NON_NEGATIVE, default=None,
                         help="few-shot exemplars (default: each task's standard number; see docs/eval.md)")
-    parser.add_argument("--batch-size", type=_int, default=8, help="sequences per forward pass (default: 8)")
+    parser.add_argument("--batch-size", type=POSITIVE, default=8, help="sequences per forward pass (default: 8)")
     parser.add_argument("--output", default=None, metavar="DIR",
                         help="write results.json, results.md and samples_<task>.jsonl here, after each task; "
                              "a run into a DIR with the same settings keeps its finished tasks")
     parser.add_argument("--overwrite", action="store_true",
                         help="start over in --output (and replace an existing --export-ngrams file)")
-    parser.add_argument("--samples", type=_int, default=1,
+    parser.add_argument("--samples", type=POSITIVE, default=1,
                         help="completions per prompt for generation tasks, for pass@k and maj@k (default: 1)")
-    parser.add_argument("--temperature", type=_float, default=0.0,
+    parser.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.0,
                         help="sampling temperature for generation tasks (default: 0, greedy)")
-    parser.add_argument("--seed", type=_int, default=1234, help="sampling seed (default: %(default)s)")
+    parser.add_argument("--seed", type=INTEGER, default=1234)
     parser.add_argument("--chat", action="store_true",
                         help="wrap prompts in the chat template (instruction-tuned models)")
-    parser.add_argument("--max-length", type=_int, default=None,
+    parser.add_argument("--max-length", type=POSITIVE, default=None,
                         help="token budget per log-likelihood sequence: longer contexts lose their oldest tokens "
                              "(default: the model's context length; generation always uses it)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--threads", type=_int, default=None,
+    parser.add_argument("--threads", type=POSITIVE, default=None,
                         help="torch threads (default: torch's choice; use fewer on a busy machine)")
-    parser.add_argument("--code-timeout", type=_float, default=SandboxConfig.timeout_s,
+    parser.add_argument("--code-timeout", type=POSITIVE_FLOAT, default=SandboxConfig.timeout_s,
                         help="wall-clock seconds per generated program (default: %(default)s)")
     decon = parser.add_argument_group("decontamination (no model is loaded)")
     decon.add_argument("--export-ngrams", metavar="FILE",
                        help="write the tasks' items as n-grams (JSONL, see docs/eval.md) and exit")
     decon.add_argument("--check-corpus", metavar="FILE", nargs="+",
                        help="report which items of the tasks occur in these text/JSONL ({\"text\": …}) files")
-    decon.add_argument("--ngram", type=_int, default=DEFAULT_N, help="n-gram length (default: %(default)s)")
-    parser.error = functools.partial(_one_line_error, parser)  # type: ignore[method-assign]
-
-
-def _one_line_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
-    """A malformed option is one line, like every other error of the CLI (argparse adds the usage)."""
-    parser.exit(2, f"{parser.prog}: error: {message}\n")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+    decon.add_argument("--ngram", type=POSITIVE, default=DEFAULT_N, help="n-gram length (default: %(default)s)")
 
 
 def eval_main(args: argparse.Namespace) -> int:
-    """Ranges are checked by the library (`EvalConfig.validate`, `export_ngrams`) before any work."""
+    """Each numeric option's range is declared with it (`util.argtypes`); the library checks the
+    same ranges again (`EvalConfig.validate`, `export_ngrams`) before any work, for API callers."""
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.export_ngrams or args.check_corpus:
         return _decontamination(args, tasks)
@@ -103,8 +79,7 @@ def eval_main(args: argparse.Namespace) -> int:
 
 
 def _decontamination(args: argparse.Namespace, tasks: list[str]) -> int:
-    check_number("--ngram", args.ngram, 1)  # all before the slow n-gram export
-    corpus = _corpus_files(args.check_corpus or [])
+    corpus = _corpus_files(args.check_corpus or [])  # all before the slow n-gram export
     if args.export_ngrams and Path(args.export_ngrams).exists() and not args.overwrite:
         raise EvalConfigError(f"--export-ngrams: {args.export_ngrams} exists; pass --overwrite to replace it")
     index = export_ngrams(load_tasks(tasks), n=args.ngram)

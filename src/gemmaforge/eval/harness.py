@@ -54,7 +54,7 @@ class EvalConfig:
             raise EvalConfigError("no tasks given")
         sb = self.sandbox
         checks = [("limit", self.limit, 1), ("shots", self.shots, 0), ("batch_size", self.batch_size, 1),
-                  ("samples", self.samples, 1), ("max_length", self.max_length, 1), ("seed", self.seed, 0),
+                  ("samples", self.samples, 1), ("max_length", self.max_length, 1),
                   ("temperature", self.temperature, 0), ("code timeout (seconds)", sb.timeout_s, None),
                   ("sandbox cpu_seconds", sb.cpu_seconds, 1), ("sandbox memory_bytes", sb.memory_bytes, 1),
                   ("sandbox max_processes", sb.max_processes, 1)]
