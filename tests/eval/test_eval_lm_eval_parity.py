@@ -3,10 +3,12 @@ every multiple-choice task, lm-eval's own task configs, fed the same offline doc
 download), build exactly the prompts and continuations gemmaforge builds, and turn the same
 log-likelihoods into the same acc / acc_norm. No model runs.
 
-The one deliberate difference (docs/eval.md, "Agreement with lm-eval"): outside MMLU, lm-eval
-samples exemplars from a train split the offline data does not have; gemmaforge samples them from
-the evaluation split. So lm-eval is handed gemmaforge's exemplars for each item (first-n sampler)
-and must then render the identical prompt.
+The deliberate differences (docs/eval.md, "Agreement with lm-eval"), encoded here exactly:
+outside MMLU, lm-eval samples exemplars from a train split the offline data does not have;
+gemmaforge samples them from the evaluation split, so lm-eval is handed gemmaforge's exemplars for
+each item (first-n sampler) and must then render the identical prompt. With the chat template
+(Gemma's real one), the template's newline after `<start_of_turn>model` stays in gemmaforge's
+context, and MMLU's subject line is not a separate system message.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+import gemmaforge
 from gemmaforge.eval import get_task
+from gemmaforge.eval.gemma_lm import GemmaLM
 from gemmaforge.eval.harness import select
-from gemmaforge.eval.lm import LoglikResult
+from gemmaforge.eval.lm import LoglikRequest, LoglikResult
 from gemmaforge.eval.tasks import Item, MultipleChoiceTask
 
 lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is the oracle (pip install -e '.[dev]')")
@@ -67,9 +71,11 @@ def use_exemplars(task: ConfigurableTask, docs: list[dict]) -> None:
     task.sampler = FirstNSampler(list(ds), rnd=None)
 
 
-def lm_eval_pairs(task: ConfigurableTask, doc: dict, shots: int) -> list[tuple[str, str]]:
-    context = task.fewshot_context(doc, shots)
-    return [tuple(r.arguments) for r in task.construct_requests(doc, context, metadata=("t", 0, 1))]
+def lm_eval_pairs(task: ConfigurableTask, doc: dict, shots: int, chat_template=None) -> list[tuple[str, str]]:
+    chat = {"apply_chat_template": True, "chat_template": chat_template} if chat_template else {}
+    context = task.fewshot_context(doc, shots, **chat)
+    requests = task.construct_requests(doc, context, metadata=("t", 0, 1), apply_chat_template=bool(chat))
+    return [tuple(r.arguments) for r in requests]
 
 
 def lm_eval_verdict(task: ConfigurableTask, doc: dict, lls: list[float]) -> dict[str, float]:
@@ -151,3 +157,60 @@ def test_mmlu_prompts_with_five_dev_exemplars_equal_lm_evals():
             assert mine == lm_eval_pairs(theirs, doc, shots), (item.id, shots)
         lls = [rng.uniform(-5, 0) for _ in range(4)]
         assert our_verdict(ours, item, lls) == lm_eval_verdict(theirs, doc, lls)
+
+
+class _NoModel:
+    """GemmaLM needs a model only to score; building the chat tokens needs none."""
+
+    config = type("Config", (), {"max_seq_len": 1 << 20})()
+
+    def eval(self):
+        return self
+
+
+@pytest.fixture(scope="module")
+def chat_lm():
+    tok = gemmaforge.load_tokenizer("gemma3-270m")
+    return GemmaLM(_NoModel(), tok, chat=True)
+
+
+def _template(tok):
+    return lambda messages, add_generation_prompt=True: tok.apply_chat_template(messages, add_generation_prompt)
+
+
+def _chat_tokens(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's chat-mode strings as token ids, the template's trailing newline kept in the context
+    (lm-eval's HF backend would move it into the continuation: the documented difference)."""
+    ctx = tok.encode(context)
+    return ctx, tok.encode(context + continuation)[len(ctx):]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_chat_mode_tokens_equal_lm_evals_chat_prompts(name, chat_lm):
+    """With Gemma's real chat template, lm-eval's chat prompt (exemplars folded into one user turn,
+    no target delimiter) tokenises to exactly what GemmaLM scores."""
+    ours, tok = get_task(name), chat_lm.tok
+    items = select(ours.load(), 2)
+    theirs = lm_eval_task(CONFIGS[name], [as_lm_eval_doc(name, it.doc) for it in items],
+                          [as_lm_eval_doc(name, items[0].doc)])
+    for item, doc in zip(items, theirs.eval_docs):
+        use_exemplars(theirs, [as_lm_eval_doc(name, x.doc) for x in ours.exemplars(item, 2)])
+        pairs = lm_eval_pairs(theirs, doc, 2, _template(tok))
+        assert all(c.endswith("<start_of_turn>model\n") for c, _ in pairs)
+        mine = [chat_lm._encode_pair(r) for r in ours.requests(item, 2)]
+        assert mine == [_chat_tokens(tok, c, t) for c, t in pairs], (name, item.id)
+
+
+def test_chat_mode_mmlu_differs_from_lm_eval_only_by_its_system_message(chat_lm):
+    """lm-eval makes MMLU's subject line a system message, which Gemma's template folds into the
+    user turn with a blank line of its own: two blank lines before the first question. gemmaforge
+    keeps the prompt exactly as without the template."""
+    ours, tok = get_task("mmlu"), chat_lm.tok
+    for item in select(ours.load(), 2):
+        theirs = lm_eval_task(f"mmlu/default/mmlu_{item.group}.yaml", [item.doc],
+                              [x.doc for x in ours.fewshot_pool(item)])
+        header = ours.header(item)
+        for c, t in lm_eval_pairs(theirs, next(iter(theirs.eval_docs)), 5, _template(tok)):
+            assert header + "\n\n" in c
+            mine = chat_lm._encode_pair(LoglikRequest(ours.requests(item, 5)[0].context, " " + t))
+            assert mine == _chat_tokens(tok, c.replace(header + "\n\n", header, 1), t)
