@@ -49,3 +49,14 @@ def add_pairs(store: RatingStore, n: int, prefix: str = "p") -> list[int]:
             b = store.add_response(c, pid, "model-y", f"y answer {i}")
             ids.append(store.add_pair(c, pid, a, b))
     return ids
+
+
+def rate_plan(store: RatingStore, rater: str, verdicts: dict[int, str]) -> None:
+    """Rates the pairs from add_pairs through the page's positions, so `verdicts` ("a", "b", "tie",
+    "both_bad") land whatever side each response was shown on (a is model-x's "x answer")."""
+    for _ in verdicts:
+        shown = store.next_pair(rater)
+        verdict = verdicts[shown["pair_id"]]
+        a_left = shown["left"].startswith("x")
+        choice = {"a": "left" if a_left else "right", "b": "right" if a_left else "left"}.get(verdict, verdict)
+        store.rate(rater, shown["pair_id"], choice)

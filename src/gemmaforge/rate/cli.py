@@ -112,7 +112,8 @@ def _serve(args: argparse.Namespace) -> None:
             print(f"{added} new pairs" + (f" ({identical} skipped: identical responses)" if identical else ""))
         counts = store.counts()
         if not counts["pairs"]:
-            raise RateError(f"{store.path}: no pairs to rate; give --prompts and --models, or `rate import` some")
+            raise RateError(f"{store.path}: no pairs to rate" + (": the models answered every prompt identically"
+                            if prompts else "; give --prompts and --models, or `rate import` some"))
         print(f"{counts['pairs']} pairs of {counts['prompts']} prompts, {counts['ratings']} ratings so far")
         print(f"rating page: {url}  (Ctrl-C to stop)", flush=True)
         uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")

@@ -5,7 +5,8 @@
 
 // --- a small, safe markdown renderer: fenced code, headings, lists, quotes, paragraphs, inline code,
 // bold and italic. Links and images are left as their literal text.
-const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*([^*]+)\*\*|__([^_]+)__|\*([^*\s][^*]*)\*|_([^_\s][^_]*)_/;
+// (underscores inside words, as in snake_case or __dunder__ names, are text, as in CommonMark)
+const INLINE = /(`+)([\s\S]*?[^`])\1(?!`)|\*\*([^*]+)\*\*|(?<!\w)__([^_]+)__(?!\w)|\*([^*\s][^*]*)\*|(?<!\w)_([^_\s][^_]*)_(?!\w)/;
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
