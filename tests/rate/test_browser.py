@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gemmaforge.cli import main
 from gemmaforge.rate import RatingStore, import_responses
 from gemmaforge.rate.prefs import Response
 from gemmaforge.rate.prompts import Prompt
@@ -46,7 +47,7 @@ def start_server(db: Path, port: int) -> subprocess.Popen:
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read()}")
+                raise AssertionError(f"server exited: {proc.stdout.read()}") from None
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("server did not start in 60 s")
@@ -80,7 +81,7 @@ def check_nothing_injected(page) -> None:
     assert page.locator("#task script, #task img, #task a, [onerror]").count() == 0
 
 
-def test_rating_in_a_real_browser(db, tmp_path):
+def test_rating_in_a_real_browser(db, tmp_path, capsys):
     port = free_port()
     server = start_server(db, port)
     url = f"http://127.0.0.1:{port}/"
@@ -124,10 +125,8 @@ def test_rating_in_a_real_browser(db, tmp_path):
             bob.goto(f"{url}?rater=bob")
             bob.wait_for_selector("#task:not([hidden])")
             before = shown(bob)
-            second = subprocess.run([sys.executable, "-m", "gemmaforge", "rate", "serve", "--db", str(db),
-                                     "--port", str(free_port())], env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                                    capture_output=True, text=True, timeout=60)
-            assert second.returncode == 2 and "is already served by gemmaforge rate serve" in second.stderr
+            assert main(["rate", "serve", "--db", str(db), "--port", str(free_port())]) == 2  # a second server
+            assert f"is already served by gemmaforge rate serve (pid {server.pid} " in capsys.readouterr().err
             server.kill()  # a crash, then a restart: bob comes back to the same pair, same sides
             server.wait()
             server = start_server(db, port)

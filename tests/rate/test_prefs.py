@@ -6,8 +6,16 @@ import random
 import pytest
 from conftest import DATA, add_pairs, rate_plan
 
-from gemmaforge.rate import (RateError, cohen_kappa, import_preferences, import_responses, preference_rows,
-                             read_hhh, read_preferences, summarize)
+from gemmaforge.rate import (
+    RateError,
+    cohen_kappa,
+    import_preferences,
+    import_responses,
+    preference_rows,
+    read_hhh,
+    read_preferences,
+    summarize,
+)
 from gemmaforge.rate.prefs import read_responses
 
 
@@ -110,3 +118,9 @@ def test_report_counts_ties_raters_and_agreement(store):
     assert agree["kappa"] == pytest.approx((0.5 - 5 / 16) / (1 - 5 / 16))
     assert agree["per_rater_pair"] == [{"raters": ["ann", "bob"], "pairs": 4, "agreement": 0.5,
                                         "kappa": agree["kappa"]}]
+
+
+def test_an_empty_file_is_an_error(tmp_path):
+    (tmp_path / "e.jsonl").write_text("\n")
+    with pytest.raises(RateError, match="e.jsonl: no rows to import"):
+        read_preferences(tmp_path / "e.jsonl")

@@ -25,7 +25,8 @@ def test_rating_flow(client, store):
     page = client.get("/")
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
     body = client.get("/api/next", params={"rater": "ann"}).json()
-    assert body["progress"] == {"rated": 0, "total": 3} and {"pair_id", "left", "right", "prompt"} <= body["pair"].keys()
+    assert body["progress"] == {"rated": 0, "total": 3}
+    assert {"pair_id", "left", "right", "prompt"} <= body["pair"].keys()
     r = client.post("/api/rate", json={"rater": "ann", "pair_id": body["pair"]["pair_id"], "choice": "right",
                                        "reason": "clearer"})
     assert r.status_code == 200 and r.json()["progress"] == {"rated": 1, "total": 3}
@@ -49,6 +50,8 @@ def test_bad_requests_are_json_4xx(client):
     r = client.post("/api/rate", content=b"{oops", headers={"content-type": "application/json"})
     assert r.status_code == 400 and "must be JSON" in r.json()["error"]
     assert client.get("/api/next").status_code == 400
+    r = client.post("/api/rate", content=b'{"rater": "ann"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 400 and "application/json" in r.json()["error"]  # what a cross-site form could send
 
 
 def test_page_script_never_parses_text_as_html():
@@ -57,7 +60,8 @@ def test_page_script_never_parses_text_as_html():
     sinks = re.findall(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
                        r"createContextualFragment|DOMParser|srcdoc", code.split("\n", 3)[3])  # past the header comment
     assert sinks == []
-    assert "<script>" not in (STATIC / "index.html").read_text().replace('<script src="/static/app.js" defer></script>', "")
+    html = (STATIC / "index.html").read_text()
+    assert "<script>" not in html.replace('<script src="/static/app.js" defer></script>', "")
 
 
 def run(argv, capsys):

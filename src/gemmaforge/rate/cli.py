@@ -57,7 +57,7 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ai-label", help="label every pair with a side-by-side AI judge (stored as rater ai:NAME)")
     p.add_argument("--db", **db)
     p.add_argument("--judge", required=True, help="judge source (a model source or an OpenAI-compatible endpoint)")
-    p.add_argument("--judge-model-name", default=None, help="model name at the judge's endpoint")
+    p.add_argument("--judge-model", default=None, help="model name at the judge's endpoint")
     p.add_argument("--template", default=None, help="judge prompt template")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-progress", action="store_true")
@@ -158,7 +158,7 @@ def _ai_label(args: argparse.Namespace) -> None:
     except ImportError:
         raise RateError("this gemmaforge has no side-by-side judge (gemmaforge.judge) yet") from None
     store = _store(args)
-    judge = load_judge(args.judge, model_name=args.judge_model_name, template=args.template)
+    judge = load_judge(args.judge, model_name=args.judge_model, template=args.template)
     result = label_with_judge(store, judge, args.batch_size, not args.no_progress)
     v = result["verdicts"]
     print(f"{result['rater']}: labelled {result['labelled']} pairs (a {v['a']}, b {v['b']}, tie {v['tie']})")

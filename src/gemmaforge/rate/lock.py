@@ -20,7 +20,11 @@ from .errors import ServerRunning
 @contextmanager
 def serve_lock(db: Path, address: str) -> Iterator[None]:
     path = db.with_name(db.name + ".lock")
-    with open(path, "a+", encoding="utf-8") as f:
+    try:
+        f = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - closed below, after the lock
+    except OSError as e:
+        raise ServerRunning(f"{path}: cannot create the server lock: {e.strerror or e}") from None
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -79,7 +79,7 @@ def read_preferences(path: Path) -> list[Preference]:
                                _name(r, "rater", f"import:{path.name}", where), source,
                                _name(r, "chosen_model", "import", where), _name(r, "rejected_model", "import", where),
                                {k: v for k, v in r.items() if k not in known} or None))
-    return rows
+    return _some(rows, path)
 
 
 def read_responses(path: Path) -> list[Response]:
@@ -88,6 +88,12 @@ def read_responses(path: Path) -> list[Response]:
     for n, r in read_jsonl(path, RateError):
         where = f"{path}:{n}"
         rows.append(Response(prompt_from_record(r, where), _name(r, "model", None, where), _text(r, "response", where)))
+    return _some(rows, path)
+
+
+def _some(rows: list, path: Path) -> list:
+    if not rows:
+        raise RateError(f"{path}: no rows to import")
     return rows
 
 
@@ -129,7 +135,7 @@ def import_preferences(store: RatingStore, rows: Iterable[Preference], labels: b
             before = c.total_changes
             pair_id = store.add_pair(c, prompt_id, chosen, rejected)
             pairs += c.total_changes > before
-            if labels:
+            if labels:  # a pair's a is its lower response id
                 verdict = "a" if chosen < rejected else "b"
                 ratings += store.add_rating(c, pair_id, row.rater, row.source, verdict, meta=row.meta)
     return {"new_pairs": pairs, "new_ratings": ratings}

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
 
+from .errors import RateError
 from .prompts import Prompt
 from .store import RatingStore
 
@@ -17,6 +18,11 @@ class GenerationSettings:
     temperature: float = 0.0
     top_p: float | None = None
     seed: int = 0
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise RateError(f"--max-new-tokens and --batch-size must be >= 1, got {self.max_new_tokens} and "
+                            f"{self.batch_size}")
 
 
 def prompt_ids(tok, prompt: Prompt) -> list[int]:

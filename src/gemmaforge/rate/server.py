@@ -50,6 +50,9 @@ def create_app(store: RatingStore) -> Starlette:
         return JSONResponse({"pair": pair, "progress": store.progress(rater.strip())})
 
     async def rate(request: Request) -> JSONResponse:
+        # JSON only: a cross-site form cannot send it without a CORS preflight, which this server never grants
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise RateError("send the rating as application/json")
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):

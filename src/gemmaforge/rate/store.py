@@ -188,7 +188,7 @@ class RatingStore:
 
     # --- the rating page ------------------------------------------------------------------------
 
-    def next_pair(self, rater: str, rng: random.Random | None = None) -> dict[str, Any] | None:
+    def next_pair(self, rater: str) -> dict[str, Any] | None:
         """The pair `rater` should see now, in the order shown, or None when all are rated.
 
         A pair shown but not yet rated comes back first, in the same order (so a reload or a server
@@ -196,7 +196,6 @@ class RatingStore:
         ratings, so a team covers every pair once before overlapping; the order is random and kept.
         """
         rater = check_rater(rater)
-        rng = rng or random.Random()
         with self.transaction() as c:
             row = c.execute("SELECT pair_id, shown_first FROM assignments a WHERE rater = ? AND NOT EXISTS "
                             "(SELECT 1 FROM ratings r WHERE r.rater = a.rater AND r.pair_id = a.pair_id) "
@@ -208,8 +207,8 @@ class RatingStore:
                     "AND r.rater = ?) ORDER BY n", (rater,)).fetchall()
                 if not fresh:
                     return None
-                pair_id = rng.choice([r["id"] for r in fresh if r["n"] == fresh[0]["n"]])
-                shown_first = rng.choice("ab")
+                pair_id = random.choice([r["id"] for r in fresh if r["n"] == fresh[0]["n"]])
+                shown_first = random.choice("ab")
                 c.execute("INSERT INTO assignments (rater, pair_id, shown_first) VALUES (?, ?, ?)",
                           (rater, pair_id, shown_first))
             else:
