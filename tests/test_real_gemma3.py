@@ -58,7 +58,7 @@ GREEDY_PROMPTS = [
 
 
 def test_greedy_continuations_match_transformers(ours, theirs):
-    from gemmaforge.generate import Decoder
+    from gemmaforge.inference.generate import Decoder
 
     tok = gf.load_tokenizer("gemma3-270m")
     prompts = [tok.encode(p) for p in GREEDY_PROMPTS]
