@@ -9,7 +9,7 @@ import pytest
 from conftest import add_pairs
 
 import gemmaforge as gf
-from gemmaforge.rate import GenerationSettings, Prompt, RateError, generate_responses, label_with_judge
+from gemmaforge.rate import GenerationSettings, Prompt, RateError, RatingStore, generate_responses, label_with_judge
 from gemmaforge.rate.prompts import chat_prompt
 
 
@@ -99,3 +99,15 @@ def test_a_judge_answering_nonsense_stops_cleanly(store, judge_module):
     with pytest.raises(RateError, match="answered verdict 'maybe'"):
         label_with_judge(store, FakeJudge("maybe"), progress=False)
     assert store.ratings() == []
+
+
+def test_sampled_responses_do_not_depend_on_the_batch(tmp_path, tiny_models):
+    prompts = [Prompt("def f(x):"), Prompt("import os"), Prompt("class A:")]
+    texts = []
+    for batch_size in (1, 3):
+        store = RatingStore(tmp_path / f"b{batch_size}.sqlite")
+        settings = GenerationSettings(max_new_tokens=6, batch_size=batch_size, temperature=1.0, seed=7)
+        generate_responses(store, prompts, tiny_models[:1], settings, progress=False)
+        with store.connect() as c:
+            texts.append([r[0] for r in c.execute("SELECT text FROM responses ORDER BY prompt_id")])
+    assert texts[0] == texts[1] and len(set(texts[0])) == 3

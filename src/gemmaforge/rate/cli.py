@@ -7,7 +7,7 @@ import json
 import socket
 from pathlib import Path
 
-from ..paths import write_atomic
+from ..util.paths import write_atomic
 from .errors import RateError
 
 
@@ -132,7 +132,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _import(args: argparse.Namespace) -> None:
-    from ..jsonl import read_jsonl
+    from ..util.jsonl import read_jsonl
     from .prefs import import_preferences, import_responses, read_hhh, read_preferences, read_responses
 
     fmt = args.format

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonl import read_jsonl
-from ..paths import write_atomic
+from ..util.jsonl import read_jsonl
+from ..util.paths import write_atomic
 from .errors import RateError
 from .prompts import Prompt, prompt_from_record
 from .store import RatingStore

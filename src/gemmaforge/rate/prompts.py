@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..jsonl import read_jsonl
+from ..util.jsonl import read_jsonl
 from .errors import RateError
 
 ROLES = ("system", "user", "assistant", "model")

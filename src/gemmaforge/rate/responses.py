@@ -37,6 +37,8 @@ def generate_responses(store: RatingStore, prompts: list[Prompt], models: list[s
     (an interrupted run resumes), and each batch is committed as it finishes. Returns responses added."""
     import gemmaforge as gf
 
+    # each prompt samples from its own stream (seed, prompt id): the same text whatever the batch
+    sampling = gf.Sampling(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
     with store.transaction() as c:
         ids = [store.add_prompt(c, p) for p in prompts]
     added = 0
@@ -50,8 +52,8 @@ def generate_responses(store: RatingStore, prompts: list[Prompt], models: list[s
         for start in range(0, len(todo), settings.batch_size):
             batch = todo[start:start + settings.batch_size]
             texts = gf.generate(model, tok, [prompt_ids(tok, p) for _, p in batch],
-                                max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                                top_p=settings.top_p, seed=settings.seed)
+                                max_new_tokens=settings.max_new_tokens, sampling=sampling,
+                                sample_ids=[prompt_id for prompt_id, _ in batch])
             with store.transaction() as c:
                 for (prompt_id, _), text in zip(batch, texts):
                     store.add_response(c, prompt_id, source, text, {"generation": asdict(settings)})
