@@ -10,7 +10,7 @@ from conftest import DATA, add_pairs
 
 from gemmaforge.cli import main
 from gemmaforge.rate.lock import serve_lock
-from gemmaforge.rate.server import STATIC, create_app
+from gemmaforge.rate.server import LOOPBACK, STATIC, create_app
 
 testclient = pytest.importorskip("starlette.testclient")
 
@@ -62,6 +62,14 @@ def test_page_script_never_parses_text_as_html():
     assert sinks == []
     html = (STATIC / "index.html").read_text()
     assert "<script>" not in html.replace('<script src="/static/app.js" defer></script>', "")
+
+
+def test_loopback_server_refuses_other_host_names(store):
+    """DNS rebinding: a page on evil.example whose name resolves to 127.0.0.1 must not reach the API."""
+    add_pairs(store, 1)
+    client = testclient.TestClient(create_app(store, LOOPBACK), base_url="http://127.0.0.1:8765")
+    assert client.get("/api/next", params={"rater": "ann"}).status_code == 200
+    assert client.get("/api/next", params={"rater": "ann"}, headers={"host": "evil.example"}).status_code == 400
 
 
 def run(argv, capsys):
@@ -116,7 +124,8 @@ def test_cli_serve_generates_pairs_then_serves(tmp_path, tiny_models, capsys, mo
     served = []
 
     def fake_run(app, host, port, log_level):  # uvicorn itself runs in the browser test
-        served.append(testclient.TestClient(app).get("/api/next", params={"rater": "ann"}).json())
+        client = testclient.TestClient(app, base_url=f"http://{host}:{port}")
+        served.append(client.get("/api/next", params={"rater": "ann"}).json())
 
     monkeypatch.setattr("uvicorn.run", fake_run)
     argv = ["rate", "serve", "--prompts", str(prompts), "--models", ",".join(tiny_models), "--db",

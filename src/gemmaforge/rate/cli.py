@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> None:
     from .lock import serve_lock
     from .prompts import read_prompts
     from .responses import GenerationSettings, generate_responses
-    from .server import create_app
+    from .server import LOOPBACK, create_app
 
     models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
     if args.prompts and len(set(models)) < 2:
@@ -116,7 +116,8 @@ def _serve(args: argparse.Namespace) -> None:
                             if prompts else "; give --prompts and --models, or `rate import` some"))
         print(f"{counts['pairs']} pairs of {counts['prompts']} prompts, {counts['ratings']} ratings so far")
         print(f"rating page: {url}  (Ctrl-C to stop)", flush=True)
-        uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")
+        hosts = LOOPBACK if args.host in LOOPBACK else None  # on loopback, only loopback names
+        uvicorn.run(create_app(store, hosts), host=args.host, port=args.port, log_level="warning")
 
 
 def _export(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
@@ -31,6 +32,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 STATUS = {UnknownPair: 404, AlreadyRated: 409}
+LOOPBACK = ["127.0.0.1", "localhost", "::1"]
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
@@ -40,7 +42,8 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(store: RatingStore) -> Starlette:
+def create_app(store: RatingStore, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The app; `allowed_hosts` (Host headers accepted) stops DNS rebinding when serving on loopback."""
     def index(request: Request) -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
@@ -71,5 +74,6 @@ def create_app(store: RatingStore) -> Starlette:
     return Starlette(
         routes=[Route("/", index), Route("/api/next", next_pair), Route("/api/rate", rate, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"]),
+                    Middleware(SecurityHeaders)],
         exception_handlers={RateError: rate_error})
