@@ -21,6 +21,14 @@ def _meta(judgement: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k not in ("item", "verdict") and v is not None}
 
 
+def _prompt(pair: dict[str, Any]) -> str:
+    """What the judge reads as the prompt: the text, or for a conversation every turn, labelled."""
+    turns = pair["messages"]
+    if not turns or len(turns) == 1:
+        return pair["prompt"]
+    return "\n\n".join(f"{t['role'].capitalize()}: {t['content']}" for t in turns)
+
+
 def label_with_judge(store: RatingStore, judge: Any, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
     """Judges every pair this judge has not labelled yet; each batch is committed as it finishes, so an
     interrupted run resumes. `judge` follows gemmaforge.judge's protocol: a `name` and
@@ -33,7 +41,7 @@ def label_with_judge(store: RatingStore, judge: Any, batch_size: int = 8, progre
     bar = tqdm(total=len(todo), desc=f"judging with {judge.name}", unit="pair", disable=not progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        items = [JudgeItem(p["prompt"], p["a"], p["b"]) for p in batch]
+        items = [JudgeItem(_prompt(p), p["a"], p["b"]) for p in batch]
         judgements = judge.judge(items)
         with store.transaction() as c:
             for pair, j in zip(batch, judgements, strict=True):

@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import DATA, add_pairs
+from rate_helpers import DATA, add_pairs
 
 from gemmaforge.cli import main
 from gemmaforge.rate.lock import serve_lock

@@ -4,7 +4,7 @@ import json
 import random
 
 import pytest
-from conftest import DATA, add_pairs, rate_plan
+from rate_helpers import DATA, add_pairs, rate_plan
 
 from gemmaforge.rate import (
     RateError,

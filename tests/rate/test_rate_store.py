@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import add_pairs
+from rate_helpers import add_pairs
 
 from gemmaforge.rate import AlreadyRated, RateError, RatingStore, ServerRunning, UnknownPair
 from gemmaforge.rate.lock import serve_lock

@@ -6,7 +6,7 @@ import types
 from dataclasses import dataclass
 
 import pytest
-from conftest import add_pairs
+from rate_helpers import add_pairs
 
 import gemmaforge as gf
 from gemmaforge.rate import GenerationSettings, Prompt, RateError, RatingStore, generate_responses, label_with_judge
@@ -45,10 +45,11 @@ class FakeJudge:
     name = "longest"
 
     def __init__(self, verdict=None):
-        self.calls, self.verdict = 0, verdict
+        self.calls, self.verdict, self.seen = 0, verdict, []
 
     def judge(self, items):
         self.calls += 1
+        self.seen += items
         out = []
         for it in items:
             diff = len(it.response_a) - len(it.response_b)
@@ -111,3 +112,14 @@ def test_sampled_responses_do_not_depend_on_the_batch(tmp_path, tiny_models):
         with store.connect() as c:
             texts.append([r[0] for r in c.execute("SELECT text FROM responses ORDER BY prompt_id")])
     assert texts[0] == texts[1] and len(set(texts[0])) == 3
+
+
+def test_the_judge_reads_a_whole_conversation(store, judge_module):
+    turns = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."},
+             {"role": "user", "content": "Another?"}]
+    with store.transaction() as c:
+        pid = store.add_prompt(c, chat_prompt(turns, "t"))
+        store.add_pair(c, pid, store.add_response(c, pid, "m1", "Red."), store.add_response(c, pid, "m2", "Green."))
+    judge = FakeJudge()
+    label_with_judge(store, judge, progress=False)
+    assert judge.seen[0].prompt == "User: Name a colour.\n\nAssistant: Blue.\n\nUser: Another?"
