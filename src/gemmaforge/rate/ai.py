@@ -35,6 +35,8 @@ def label_with_judge(store: RatingStore, judge: Any, batch_size: int = 8, progre
     `judge(list[JudgeItem]) -> list[Judgement]` with `verdict` in "a", "b", "tie"."""
     from ..judge import JudgeItem
 
+    if batch_size < 1:
+        raise RateError(f"--batch-size must be >= 1, got {batch_size}")
     rater = f"ai:{judge.name}"
     todo = store.unrated_pairs(rater)
     verdicts = {"a": 0, "b": 0, "tie": 0}

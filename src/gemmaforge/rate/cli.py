@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import socket
 from pathlib import Path
@@ -154,10 +155,10 @@ def _import(args: argparse.Namespace) -> None:
 def _ai_label(args: argparse.Namespace) -> None:
     from .ai import label_with_judge
 
-    try:
-        from ..judge import load_judge
-    except ImportError:
-        raise RateError("this gemmaforge has no side-by-side judge (gemmaforge.judge) yet") from None
+    if importlib.util.find_spec("gemmaforge.judge") is None:
+        raise RateError("this gemmaforge has no side-by-side judge (gemmaforge.judge) yet")
+    from ..judge import load_judge
+
     store = _store(args)
     judge = load_judge(args.judge, model_name=args.judge_model, template=args.template)
     result = label_with_judge(store, judge, args.batch_size, not args.no_progress)

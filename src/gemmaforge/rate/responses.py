@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
 
+from ..inference.sampling import Sampling
 from .errors import RateError
 from .prompts import Prompt
 from .store import RatingStore
@@ -23,6 +24,10 @@ class GenerationSettings:
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise RateError(f"--max-new-tokens and --batch-size must be >= 1, got {self.max_new_tokens} and "
                             f"{self.batch_size}")
+        self.sampling()  # bad sampling settings fail here, before any model loads
+
+    def sampling(self) -> Sampling:
+        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
 
 
 def prompt_ids(tok, prompt: Prompt) -> list[int]:
@@ -38,7 +43,7 @@ def generate_responses(store: RatingStore, prompts: list[Prompt], models: list[s
     import gemmaforge as gf
 
     # each prompt samples from its own stream (seed, prompt id): the same text whatever the batch
-    sampling = gf.Sampling(temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed)
+    sampling = settings.sampling()
     with store.transaction() as c:
         ids = [store.add_prompt(c, p) for p in prompts]
     added = 0
