@@ -91,6 +91,10 @@ def test_cli_import_export_and_report(tmp_path, capsys):
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 13 and rows[-1]["chosen"] == "yes"
     assert json.loads((tmp_path / "report.json").read_text())["per_rater"]["kim"]["total"] == 1
+    again = ["rate", "export", "--db", db, "--out", str(tmp_path / "out.jsonl")]
+    code, _, err = run(again, capsys)
+    assert code == 2 and "out.jsonl already exists; pass --force" in err
+    assert run([*again, "--force", "--source", "human"], capsys)[0] == 0
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):

@@ -8,13 +8,16 @@ import json
 import socket
 from pathlib import Path
 
+from ..util.argtypes import INTEGER, NON_NEGATIVE_FLOAT, POSITIVE, PROBABILITY, Number
 from ..util.paths import write_atomic
 from .errors import RateError
+
+PORT = Number(int, 0, 65535)  # 0: any free port
 
 
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="rate_command", required=True, metavar="{serve,export,import,ai-label}")
-    db = {"default": Path("ratings.sqlite"), "type": Path, "help": "ratings database (default: ratings.sqlite)"}
+    db = {"default": Path("ratings.sqlite"), "type": Path, "help": "ratings database"}
 
     p = sub.add_parser("serve", help="generate responses ahead of time, then serve the side-by-side rating page",
                        description="Generates each model's response to each prompt (skipping those already in the "
@@ -24,15 +27,16 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
                    "(one prompt a line); without it, serve the pairs already in the database")
     p.add_argument("--models", help="comma-separated model sources, at least two (e.g. gemma3-270m,runs/sft)")
     p.add_argument("--chat", action="store_true", help="wrap plain prompts as a user turn of the chat template")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads for generation")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=256, metavar="N", help="most tokens per response")
+    p.add_argument("--batch-size", type=POSITIVE, default=8, metavar="N", help="prompts generated at once")
+    p.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=PROBABILITY, default=None, metavar="P",
+                   help="sample among the likeliest tokens holding probability P")
+    p.add_argument("--seed", type=INTEGER, default=0, help="seed of the sampling streams")
+    p.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads for generation")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (the default answers this machine only)")
+    p.add_argument("--port", type=PORT, default=8765, help="port to listen on")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(rate_func=_serve)
 
     p = sub.add_parser("export", help="write preference JSONL and report counts, ties and rater agreement")
@@ -43,6 +47,7 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
                    help='also write ties and "both bad" rows, flagged by their "verdict" field')
     p.add_argument("--report", type=Path, help="also write the report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--force", action="store_true", help="replace existing --out and --report files")
     p.set_defaults(rate_func=_export)
 
     p = sub.add_parser("import", help="import preference pairs (chosen/rejected JSONL, bigbench hhh_alignment) "
@@ -60,8 +65,8 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", required=True, help="judge source (a model source or an OpenAI-compatible endpoint)")
     p.add_argument("--judge-model", default=None, help="model name at the judge's endpoint")
     p.add_argument("--template", default=None, help="judge prompt template")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--batch-size", type=POSITIVE, default=8, metavar="N", help="pairs per call to the judge")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(rate_func=_ai_label)
 
 
@@ -125,6 +130,9 @@ def _export(args: argparse.Namespace) -> None:
     from .prefs import preference_rows, write_jsonl
     from .report import format_report, summarize
 
+    for path in (args.out, args.report):
+        if path is not None and path.exists() and not args.force:
+            raise RateError(f"{path} already exists; pass --force to replace it")
     ratings = [r for r in _store(args).ratings() if args.source in ("all", r["source"])]
     written = write_jsonl(args.out, preference_rows(ratings, args.include_ties))
     report = summarize(ratings, written)
