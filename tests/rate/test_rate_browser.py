@@ -117,6 +117,12 @@ def test_rating_in_a_real_browser(db, tmp_path, capsys):
                 else:
                     page.keyboard.press(what)
                 sync_api.expect(page.locator("#count")).to_have_text(f"{n} / 5 rated")
+                if n == 1:  # a mis-click withdrawn with U: the same pair comes back, same sides
+                    page.keyboard.press("u")
+                    sync_api.expect(page.locator("#count")).to_have_text("0 / 5 rated")
+                    assert shown(page) == (prompt, left, right)
+                    page.get_by_role("button", name=what).click()
+                    sync_api.expect(page.locator("#count")).to_have_text("1 / 5 rated")
                 expected[prompt] = (choice, left, right, reason)
             page.wait_for_selector("#done:not([hidden])")
             assert page.inner_text("#count") == "5 / 5 rated"

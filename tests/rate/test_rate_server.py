@@ -32,6 +32,10 @@ def test_rating_flow(client, store):
     assert r.status_code == 200 and r.json()["progress"] == {"rated": 1, "total": 3}
     row = store.ratings()[0]
     assert row["reason"] == "clearer" and row["verdict"] != row["shown_first"]  # right = the one shown second
+    assert client.post("/api/undo", json={"rater": "ann"}).json() == {"ok": True, "pair_id": row["pair_id"]}
+    assert store.ratings() == [] and client.get("/api/next", params={"rater": "ann"}).json() == body
+    r = client.post("/api/undo", json={"rater": "ann"})
+    assert r.status_code == 400 and "no rating to undo" in r.json()["error"]
 
 
 def test_bad_requests_are_json_4xx(client):

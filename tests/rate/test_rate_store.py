@@ -136,3 +136,19 @@ def test_meta_is_json(store):
     with store.transaction() as c:
         assert store.add_rating(c, pair, "ai:j", "ai", "a", meta={"p": 0.7})
     assert json.loads(store.ratings()[0]["meta"]) == {"p": 0.7}
+
+
+def test_undo_withdraws_only_the_raters_last_human_rating(store):
+    pairs = add_pairs(store, 3)
+    first = store.next_pair("ann")
+    store.rate("ann", first["pair_id"], "left")
+    second = store.next_pair("ann")
+    store.rate("ann", second["pair_id"], "tie")
+    with store.transaction() as c:
+        store.add_rating(c, pairs[2], "ai:j", "ai", "a")
+    store.next_pair("bob")
+    assert store.undo("ann") == second["pair_id"]
+    assert store.next_pair("ann") == second  # back first, on the same sides
+    assert [(r["rater"], r["pair_id"]) for r in store.ratings()] == [("ann", first["pair_id"]), ("ai:j", pairs[2])]
+    with pytest.raises(RateError, match="'bob' has no rating to undo"):
+        store.undo("bob")

@@ -42,6 +42,20 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+async def _json(request: Request) -> dict:
+    """The body of a POST: a JSON object sent as application/json, which a cross-site form cannot send
+    without a CORS preflight (and this server grants none)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise RateError("send the request as application/json")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RateError("the request body must be JSON") from None
+    if not isinstance(body, dict):
+        raise RateError("the request body must be a JSON object")
+    return body
+
+
 def create_app(store: RatingStore, allowed_hosts: list[str] | None = None) -> Starlette:
     """The app; `allowed_hosts` (Host headers accepted) stops DNS rebinding when serving on loopback."""
     def index(request: Request) -> FileResponse:
@@ -53,14 +67,8 @@ def create_app(store: RatingStore, allowed_hosts: list[str] | None = None) -> St
         return JSONResponse({"pair": pair, "progress": store.progress(rater.strip())})
 
     async def rate(request: Request) -> JSONResponse:
-        # JSON only: a cross-site form cannot send it without a CORS preflight, which this server never grants
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            raise RateError("send the rating as application/json")
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RateError("the request body must be JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("pair_id"), int):
+        body = await _json(request)
+        if not isinstance(body.get("pair_id"), int):
             raise RateError('expected {"rater": name, "pair_id": integer, "choice": ..., "reason": optional}')
         rater, reason = body.get("rater"), body.get("reason")
         if not isinstance(rater, str) or not (reason is None or isinstance(reason, str)):
@@ -68,11 +76,17 @@ def create_app(store: RatingStore, allowed_hosts: list[str] | None = None) -> St
         await run_in_threadpool(store.rate, rater, body["pair_id"], str(body.get("choice")), reason)
         return JSONResponse({"ok": True, "progress": store.progress(rater.strip())})
 
+    async def undo(request: Request) -> JSONResponse:
+        body = await _json(request)
+        pair_id = await run_in_threadpool(store.undo, str(body.get("rater", "")))
+        return JSONResponse({"ok": True, "pair_id": pair_id})
+
     async def rate_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=STATUS.get(type(exc), 400))
 
     return Starlette(
         routes=[Route("/", index), Route("/api/next", next_pair), Route("/api/rate", rate, methods=["POST"]),
+                Route("/api/undo", undo, methods=["POST"]),
                 Mount("/static", StaticFiles(directory=STATIC), name="static")],
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"]),
                     Middleware(SecurityHeaders)],

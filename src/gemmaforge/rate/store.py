@@ -236,6 +236,18 @@ class RatingStore:
             if not self.add_rating(c, pair_id, rater, "human", verdict, reason, None, first, shown["shown_at"]):
                 raise AlreadyRated(f"rater {rater!r} already rated pair {pair_id}; the first rating stands")
 
+    def undo(self, rater: str) -> int:
+        """Withdraws `rater`'s latest rating (a mis-click) and returns its pair, which comes back next,
+        on the same sides. Only the rater's own human ratings can be withdrawn."""
+        rater = check_rater(rater)
+        with self.transaction() as c:
+            row = c.execute("SELECT id, pair_id FROM ratings WHERE rater = ? AND source = 'human' "
+                            "ORDER BY rated_at DESC, id DESC LIMIT 1", (rater,)).fetchone()
+            if row is None:
+                raise RateError(f"rater {rater!r} has no rating to undo")
+            c.execute("DELETE FROM ratings WHERE id = ?", (row["id"],))
+        return row["pair_id"]
+
     def progress(self, rater: str) -> dict[str, int]:
         with self.connect() as c:
             total = c.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]

@@ -104,6 +104,7 @@ async function next() {
   const body = await call(`/api/next?rater=${encodeURIComponent(state.rater)}`);
   state.pair = body.pair;
   showProgress(body.progress);
+  $("undo").hidden = !body.progress.rated;
   $("task").hidden = !body.pair;
   $("done").hidden = !!body.pair;
   if (!body.pair) return;
@@ -135,6 +136,22 @@ async function choose(choice) {
   }
 }
 
+async function undo() {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    await call("/api/undo", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ rater: state.rater }),
+    });
+    status("Your last rating was withdrawn: rate that pair again.");
+    await next();
+  } catch (e) {
+    status(e.message, true);
+  } finally {
+    state.busy = false;
+  }
+}
+
 async function start(name) {
   state.rater = name.trim();
   if (!state.rater) { status("Enter your name to start.", true); return; }
@@ -149,11 +166,13 @@ const KEYS = { "1": "left", a: "left", "2": "right", b: "right", "3": "tie", t: 
 document.addEventListener("DOMContentLoaded", () => {
   $("who").addEventListener("submit", (e) => { e.preventDefault(); start($("rater").value); });
   for (const b of document.querySelectorAll("#choices button")) b.addEventListener("click", () => choose(b.dataset.choice));
+  for (const id of ["undo", "undo-done"]) $(id).addEventListener("click", undo);
   document.addEventListener("keydown", (e) => {
     const typing = e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement;
     if (e.key === "Escape" && typing) { e.target.blur(); return; }
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key.toLowerCase() === "r" && state.pair) { e.preventDefault(); $("reason").focus(); return; }
+    if (e.key.toLowerCase() === "u" && state.rater) { e.preventDefault(); undo(); return; }
     const choice = KEYS[e.key.toLowerCase()];
     if (choice) { e.preventDefault(); choose(choice); }
   });
