@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
+
+    from .rate.cli import add_rate_arguments, rate_main
+
+    p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
+    add_rate_arguments(p)
+    p.set_defaults(run=rate_main)
     return parser
 
 
