@@ -1,0 +1,65 @@
+"""`gemmaforge sft select`: the argument parser half and the run half, for the CLI to wire up."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+
+
+def add_select_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompts", required=True, type=Path, metavar="FILE",
+                   help='JSONL: {"prompt": ...} or {"messages"|"input": [...]}, optional "reference"/"ideal", '
+                        '"responses": {name: text}, "id"')
+    p.add_argument("--candidates", action="append", default=None, metavar="SRC[,SRC...]",
+                   help="model sources (SRC@temperature=0.7,top_p=0.9 for a sampling setting), or input:NAME for "
+                        "responses in the prompts file; repeatable (default: every response name in the file)")
+    p.add_argument("--judge", default="gemma3-270m", metavar="SRC",
+                   help="a model source, or an OpenAI-compatible endpoint http://host:port/v1 (default: %(default)s)")
+    p.add_argument("--judge-model", default=None, metavar="NAME", help="the endpoint's model name")
+    p.add_argument("--judge-template", default=None, type=Path, metavar="FILE",
+                   help="judging prompt with $question, $answer_a, $answer_b (and optionally $reference)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the endpoint's key (default: %(default)s)")
+    p.add_argument("--output", required=True, type=Path, metavar="DIR",
+                   help="where results go; rerunning with the same DIR resumes")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default: 8)")
+    p.add_argument("--judge-batch-size", type=int, default=4, help="judging prompts per forward (default: 4)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+
+
+def select_main(args: argparse.Namespace) -> int:
+    from ..judge import load_judge
+    from .select import SelectOptions, run_select
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    for flag in ("limit", "max_new_tokens", "batch_size", "judge_batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    dtype = getattr(torch, args.dtype)
+
+    def judge():
+        return load_judge(args.judge, model_name=args.judge_model, template=args.judge_template,
+                          api_key_env=args.api_key_env, batch_size=args.judge_batch_size, dtype=dtype)
+
+    options = SelectOptions(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
+                            dtype=dtype)
+    summary = run_select(args.prompts, args.candidates, judge, args.output, options)
+    print(f"selected {summary['selected_pairs']} of {summary['prompts']} prompts; "
+          f"{summary['pairs_judged']} pairs judged; position-flip rate "
+          f"{_pct(summary['position_flip_rate'])}; see {args.output / 'summary.md'}")
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
