@@ -44,7 +44,7 @@ class JudgeServer:
     mode "first": the first-shown answer wins with probability 0.8 (a pure position bias);
     mode "text": like "content", but no log-probabilities, only the one-letter answer;
     mode "no-logprobs": refuses the logprobs option with HTTP 400, then answers like "text";
-    mode "garbage": an HTML page; mode "shape": JSON that is not a chat completion;
+    mode "deny": HTTP 401 to everything; mode "garbage": an HTML page; mode "shape": JSON that is not a chat completion;
     `fail_first`: this many requests get HTTP 503 before any is served.
     """
 
@@ -59,6 +59,8 @@ class JudgeServer:
                 pass
 
             def do_GET(self) -> None:
+                if server.mode == "deny":
+                    return self._send(401, {"error": "invalid api key"})
                 self._send(200, {"object": "list", "data": [{"id": "rule-judge"}]})
 
             def do_POST(self) -> None:
@@ -107,7 +109,7 @@ class JudgeServer:
 @pytest.fixture
 def judge_server() -> Iterator[JudgeServer]:
     server = JudgeServer()
-    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.httpd.shutdown()

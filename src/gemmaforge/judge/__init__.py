@@ -23,15 +23,17 @@ def is_endpoint(source: str) -> bool:
 
 def load_judge(source: str, *, model_name: str | None = None, template: str | Path | None = None,
                api_key_env: str = "OPENAI_API_KEY", batch_size: int = 4, dtype: torch.dtype = torch.float32,
-               progress: bool = False) -> Judge:
+               progress: bool = False, retries: int = 4, timeout_s: float = 60.0) -> Judge:
     """A judge from `source`: an endpoint URL ("http://host:port/v1", with `model_name`; the key, if
     any, from the environment variable `api_key_env`) or anything `gemmaforge.load_model` takes.
-    An endpoint is contacted once here, so a server that is down fails before any work starts."""
+    An endpoint is contacted once here, so a server that is down fails before any work starts;
+    `retries` and `timeout_s` apply to each of its requests."""
     prompt = load_prompt(template)
     if is_endpoint(source):
         if not model_name:
             raise JudgeError(f"judge endpoint {source}: name the model to ask for (--judge-model NAME)")
-        judge = EndpointJudge(source, model_name, prompt, api_key=api_key_from(api_key_env))
+        judge = EndpointJudge(source, model_name, prompt, api_key=api_key_from(api_key_env), retries=retries,
+                              timeout_s=timeout_s)
         judge.check()
         return judge
     if model_name:

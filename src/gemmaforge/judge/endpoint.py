@@ -94,7 +94,7 @@ class EndpointJudge:
         try:
             answer = self._request(self.url, body)
         except _HTTPStatus as e:
-            if not (self.use_logprobs and e.code in (400, 422) and "logprob" in str(e).lower()):
+            if not ("logprobs" in body and e.code in (400, 422) and "logprob" in str(e).lower()):
                 raise
             self.use_logprobs = False  # this server does not do log-probabilities: ask for text alone
             return self._ask(text)

@@ -24,6 +24,10 @@ def add_select_arguments(p: argparse.ArgumentParser) -> None:
                    help="judging prompt with $question, $answer_a, $answer_b (and optionally $reference)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
                    help="environment variable holding the endpoint's key (default: %(default)s)")
+    p.add_argument("--judge-retries", type=int, default=4, metavar="N",
+                   help="retries of a failed endpoint request, with exponential backoff (default: %(default)s)")
+    p.add_argument("--judge-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for one endpoint answer (default: %(default)s)")
     p.add_argument("--output", required=True, type=Path, metavar="DIR",
                    help="where results go; rerunning with the same DIR resumes")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
@@ -42,6 +46,8 @@ def select_main(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.judge_retries < 0 or not args.judge_timeout > 0:
+        raise InputError("--judge-retries must be >= 0 and --judge-timeout > 0")
     for flag in ("limit", "max_new_tokens", "batch_size", "judge_batch_size"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -50,7 +56,8 @@ def select_main(args: argparse.Namespace) -> int:
 
     def judge():
         return load_judge(args.judge, model_name=args.judge_model, template=args.judge_template,
-                          api_key_env=args.api_key_env, batch_size=args.judge_batch_size, dtype=dtype)
+                          api_key_env=args.api_key_env, batch_size=args.judge_batch_size, dtype=dtype,
+                          retries=args.judge_retries, timeout_s=args.judge_timeout)
 
     options = SelectOptions(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
                             dtype=dtype)
