@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sft.add_subparsers(dest="sft_verb", required=True).add_parser(
         "select", help="answer prompts with several candidates, judge them side by side, keep the best")
     add_select_arguments(s)
-    s.set_defaults(run=select_main)
+    s.set_defaults(run=select_main, verb="sft select")
     return parser
 
 

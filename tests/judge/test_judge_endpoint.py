@@ -74,7 +74,8 @@ def test_an_endpoint_that_is_down_fails_at_load():
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(JudgeError, match=f"cannot reach judge endpoint http://127.0.0.1:{port}/v1/models after 1 tries"):
+    url = f"http://127.0.0.1:{port}/v1"
+    with pytest.raises(JudgeError, match=f"cannot reach judge endpoint {url}/models after 1 tries"):
         load_judge(f"http://127.0.0.1:{port}/v1", model_name="m", retries=0)
     with pytest.raises(JudgeError, match="--judge-model"):
         load_judge(f"http://127.0.0.1:{port}/v1")

@@ -61,7 +61,8 @@ class EndpointJudge:
             except (urllib.error.URLError, OSError) as e:  # refused, reset, DNS, timeout
                 if last:
                     reason = getattr(e, "reason", None) or e
-                    raise _Unreachable(f"cannot reach judge endpoint {url} after {attempt + 1} tries: {reason}") from None
+                    raise _Unreachable(f"cannot reach judge endpoint {url} after {attempt + 1} tries: "
+                                       f"{reason}") from None
                 time.sleep(self.backoff_s * 2 ** attempt)
             else:
                 try:

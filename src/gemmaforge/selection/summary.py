@@ -75,7 +75,7 @@ def markdown(s: dict[str, Any]) -> str:
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.1f}%"
 
-    lines = [f"# Selection summary", "",
+    lines = ["# Selection summary", "",
              f"Judge: `{s['judge']}`; {s['prompts']} prompts, {s['pairs_judged']} pairs judged in both orders"
              f" ({s['identical_pairs']} pairs of identical responses counted as ties without judging).", "",
              "| candidate | games | wins | ties | losses | win rate (95% CI) | score | selected |",
