@@ -10,7 +10,7 @@ import pytest
 import gemmaforge as gf
 from gemmaforge.cli import main
 from gemmaforge.errors import InputError
-from gemmaforge.judge import EndpointJudge, JudgeItem, Judgement, LocalJudge, load_prompt
+from gemmaforge.judge import EndpointJudge, JudgeItem, Judgement, LocalJudge, combine, load_prompt
 from gemmaforge.selection import SelectOptions, rank, run_select
 from gemmaforge.selection.candidates import parse_candidates
 from gemmaforge.selection.summary import wilson
@@ -87,6 +87,21 @@ def test_select_judges_every_pair_and_keeps_the_best(prompts, judge_server, tmp_
     md = (out / "summary.md").read_text()
     assert "| `input:x` | 6 | 4 | 1 | 1 | 66.7% (30.0%–90.3%) | 75.0% | 2 |" in md and "position-flip rate" in md
     assert read(out / "choices.jsonl")[0]["chosen"] == "input:x"
+
+
+class Longer:
+    """Only what the protocol asks for: prefers the longer response, in both orders."""
+
+    def judge(self, items: list[JudgeItem]) -> list[Judgement]:
+        return [combine(i, p, p) for i in items for p in [0.7 if len(i.response_a) > len(i.response_b) else 0.3]]
+
+
+def test_any_object_with_a_judge_method_is_a_judge(prompts, tmp_path):
+    summary = run_select(prompts, ["input:y,input:z"], Longer(), tmp_path / "out", QUIET)
+    assert summary["judge"] == "Longer"
+    # "Lyon." vs "Nice.": not longer, so z; "4 (good)" beats "22"; "no" == "no": a tie, the first candidate
+    assert [c["chosen"] for c in read(tmp_path / "out" / "choices.jsonl")] == ["input:z", "input:y", "input:y"]
+    assert [summary["candidates"][c]["wins"] for c in ("input:y", "input:z")] == [1, 1]
 
 
 def test_wilson_interval_matches_scipy():

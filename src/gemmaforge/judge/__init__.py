@@ -11,10 +11,10 @@ from ..errors import GemmaForgeError
 from .endpoint import EndpointJudge, api_key_from
 from .local import LocalJudge
 from .prompt import JudgePrompt, load_prompt
-from .types import Judge, JudgeError, JudgeItem, Judgement, Verdict, combine, order_winner
+from .types import Judge, JudgeError, JudgeItem, Judgement, Verdict, combine, judge_name, order_winner
 
 __all__ = ["EndpointJudge", "Judge", "JudgeError", "JudgeItem", "JudgePrompt", "Judgement", "LocalJudge",
-           "Verdict", "combine", "load_judge", "load_prompt", "order_winner"]
+           "Verdict", "combine", "judge_name", "load_judge", "load_prompt", "order_winner"]
 
 
 def is_endpoint(source: str) -> bool:

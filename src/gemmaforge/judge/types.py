@@ -57,9 +57,8 @@ class Judgement:
 
 @runtime_checkable
 class Judge(Protocol):
-    """Judges batches of pairs; each item is judged in both orders."""
-
-    name: str
+    """Judges batches of pairs; each item is judged in both orders. (gemmaforge's judges also have
+    a `name`, recorded with a run; `judge_name` falls back to the class name.)"""
 
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:
         """One judgement per item, in item order."""
@@ -76,3 +75,7 @@ def combine(item: JudgeItem, p_a_first: float, p_a_second: float, **extra: objec
     first, second = order_winner(p_a_first), order_winner(p_a_second)
     verdict: Verdict = first if first == second else "tie"
     return Judgement(item, p_a_first, p_a_second, verdict, **extra)  # type: ignore[arg-type]
+
+
+def judge_name(judge: Judge) -> str:
+    return str(getattr(judge, "name", type(judge).__name__))

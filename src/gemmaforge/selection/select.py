@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..judge import Judge, JudgeItem, Judgement
+from ..judge import Judge, JudgeItem, Judgement, judge_name
 from ..paths import writable_dir, write_atomic
 from .candidates import Candidate, check_inputs, generate_missing, parse_candidates
 from .inputs import PromptRecord, read_prompts
@@ -54,10 +54,10 @@ def run_select(prompts: str | Path, candidates: Sequence[str] | None, judge: Jud
     cands = parse_candidates(candidates) if candidates else _input_candidates(records, prompts)
     check_inputs(cands, records)
     out = writable_dir(output, InputError, "--output")
-    if not isinstance(judge, Judge):
+    if not isinstance(judge, Judge):  # a loader
         judge = judge()
     _check_run(out / "run.json", {"prompts": str(Path(prompts).resolve()), "candidates": [c.name for c in cands],
-                                  "judge": judge.name, "judge_prompt": _prompt_id(judge)})
+                                  "judge": judge_name(judge), "judge_prompt": _prompt_id(judge)})
     with AppendLog(out / "responses.jsonl") as log:
         done = {(r["id"], r["candidate"]) for r in log.records}
         generate_missing(cands, records, done, log.append, max_new_tokens=options.max_new_tokens,
@@ -71,7 +71,7 @@ def run_select(prompts: str | Path, candidates: Sequence[str] | None, judge: Jud
         wanted = {r.id for r in records}
         names = {c.name for c in cands}
         judgements = [j for j in log.records if j["id"] in wanted and {j["candidate_a"], j["candidate_b"]} <= names]
-    return _finish(out, records, cands, responses, judgements, judge.name, filter_fn)
+    return _finish(out, records, cands, responses, judgements, judge_name(judge), filter_fn)
 
 
 def _input_candidates(records: list[PromptRecord], prompts: str | Path) -> list[Candidate]:
@@ -157,7 +157,7 @@ def rank(judgements: Sequence[dict[str, Any]], names: Sequence[str]) -> list[tup
 
 
 def _finish(out: Path, records: list[PromptRecord], cands: list[Candidate], responses: dict[tuple[str, str], str],
-            judgements: list[dict[str, Any]], judge_name: str, filter_fn: FilterFn | None) -> dict[str, Any]:
+            judgements: list[dict[str, Any]], judge_label: str, filter_fn: FilterFn | None) -> dict[str, Any]:
     names = [c.name for c in cands]
     keys = [(r, n) for r in records for n in names]
     reasons: list[str | None] = ["empty_response" if not responses[(r.id, n)].strip() else None for r, n in keys]
@@ -185,7 +185,7 @@ def _finish(out: Path, records: list[PromptRecord], cands: list[Candidate], resp
         selected[best] = selected.get(best, 0) + 1
         messages = [*r.messages, {"role": "assistant", "content": responses[(r.id, best)]}]
         selected_lines.append(json.dumps({"messages": messages}, ensure_ascii=False))
-    summary = summarise(judgements, names, selected, dropped, len(records), judge_name)
+    summary = summarise(judgements, names, selected, dropped, len(records), judge_label)
     write_atomic(out / "selected.jsonl", "".join(line + "\n" for line in selected_lines).encode())
     write_atomic(out / "choices.jsonl", "".join(line + "\n" for line in choice_lines).encode())
     write_atomic(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
