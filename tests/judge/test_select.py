@@ -170,10 +170,13 @@ def test_model_candidates_are_generated_through_the_engine(tiny_dir, tmp_path):
     responses = read(tmp_path / "out" / "responses.jsonl")
     assert sorted((r["id"], r["candidate"]) for r in responses) == sorted(
         (str(i), c) for i in (1, 2, 3) for c in (str(tiny_dir), f"{tiny_dir}@temperature=0.9,top_p=0.95,seed=3"))
-    for r in responses:
-        if r["candidate"] == str(tiny_dir):  # greedy: exactly what the engine gives the prompt alone
-            chat = tok.apply_chat_template([{"role": "user", "content": rows[int(r["id"]) - 1]["prompt"]}])
-            assert r["response"] == gf.generate(model, tok, [chat], max_new_tokens=8)[0].strip()
+    sampled = gf.Sampling(temperature=0.9, top_p=0.95, seed=3)
+    for r in responses:  # what the engine gives the prompt alone, sampled from the prompt's own stream
+        i = int(r["id"]) - 1
+        chat = tok.apply_chat_template([{"role": "user", "content": rows[i]["prompt"]}])
+        alone = gf.generate(model, tok, [chat], max_new_tokens=8, sample_ids=[i],
+                            sampling=None if r["candidate"] == str(tiny_dir) else sampled)[0]
+        assert r["response"] == alone.strip()
     assert len(judge.items) + sum(j.get("identical", False) for j in read(tmp_path / "out" / "judgements.jsonl")) == 3
     again = Counting(judge.inner)
     run_select(prompts, specs, again, tmp_path / "out", options)  # resumed: nothing left to do

@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import CheckpointError, GemmaForgeError, InputError
-from ..sampling import Sampling
-from ..sources import resolve
+from ..inference.sampling import Sampling
+from ..weights.sources import resolve
 from .inputs import PromptRecord
 
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "repetition_penalty": float, "seed": int}
@@ -98,6 +98,7 @@ def generate_missing(candidates: list[Candidate], records: list[PromptRecord], d
     model loads once for all candidates that sample from it."""
     import gemmaforge as gf
 
+    index = {r.id: i for i, r in enumerate(records)}
     by_source: dict[str, list[Candidate]] = {}
     for c in candidates:
         if c.source is not None:
@@ -117,6 +118,8 @@ def generate_missing(candidates: list[Candidate], records: list[PromptRecord], d
             for batch in tqdm(batches, desc=f"generate {c.name}", unit="batch", disable=not progress):
                 prompts = [tok.apply_chat_template(list(r.messages), add_generation_prompt=True, system="fold")
                            for r in batch]
+                # each prompt samples from the stream of (seed, its index in the file): the same
+                # response whatever batch it lands in, so a resumed run matches an uninterrupted one
                 texts = gf.generate(model, tok, prompts, max_new_tokens=max_new_tokens, truncate=True,
-                                    **c.sampling)
+                                    sampling=Sampling(**c.sampling), sample_ids=[index[r.id] for r in batch])
                 save([{"id": r.id, "candidate": c.name, "response": t.strip()} for r, t in zip(batch, texts)])

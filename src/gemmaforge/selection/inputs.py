@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..jsonl import read_jsonl
+from ..util.jsonl import read_jsonl
 
 ROLES = ("system", "user", "assistant", "model")
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..judge import Judge, JudgeItem, Judgement, judge_name
-from ..paths import writable_dir, write_atomic
+from ..util.paths import writable_dir, write_atomic
 from .candidates import Candidate, check_inputs, generate_missing, parse_candidates
 from .inputs import PromptRecord, read_prompts
 from .log import AppendLog
