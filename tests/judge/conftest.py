@@ -42,7 +42,7 @@ class JudgeServer:
 
     mode "content": the answer containing `good` wins with probability 0.9, whatever its position;
     mode "first": the first-shown answer wins with probability 0.8 (a pure position bias);
-    mode "text": like "content", but no log-probabilities, only the one-letter answer;
+    mode "text": like "content", but no log-probabilities, only the one-letter answer, and no /models;
     mode "no-logprobs": refuses the logprobs option with HTTP 400, then answers like "text";
     mode "deny": HTTP 401 to everything; mode "garbage": an HTML page; mode "shape": JSON that is not a chat completion;
     `fail_first`: this many requests get HTTP 503 before any is served.
@@ -61,6 +61,8 @@ class JudgeServer:
             def do_GET(self) -> None:
                 if server.mode == "deny":
                     return self._send(401, {"error": "invalid api key"})
+                if server.mode == "text":  # a server without a model list
+                    return self._send(404, {"error": "not found"})
                 self._send(200, {"object": "list", "data": [{"id": "rule-judge"}]})
 
             def do_POST(self) -> None:

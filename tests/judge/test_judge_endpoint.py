@@ -42,7 +42,7 @@ def test_position_bias_becomes_ties(judge_server):
 
 def test_text_answers_when_the_server_gives_no_logprobs(judge_server):
     judge_server.mode = "text"
-    out = endpoint(judge_server).judge(ITEMS)
+    out = load_judge(judge_server.url, model_name="m").judge(ITEMS)  # no /models: still fine
     assert [(j.p_a_first, j.p_a_second, j.verdict, j.raw_first) for j in out] == [
         (1.0, 1.0, "a", "A"), (0.0, 0.0, "b", "B"), (1.0, 1.0, "a", "A")]
 

@@ -162,7 +162,9 @@ def _finish(out: Path, records: list[PromptRecord], cands: list[Candidate], resp
     keys = [(r, n) for r in records for n in names]
     reasons: list[str | None] = ["empty_response" if not responses[(r.id, n)].strip() else None for r, n in keys]
     if filter_fn is not None:
-        verdicts = filter_fn([(r.question, responses[(r.id, n)]) for r, n in keys])
+        verdicts = list(filter_fn([(r.question, responses[(r.id, n)]) for r, n in keys]))
+        if len(verdicts) != len(keys):
+            raise ValueError(f"filter_fn returned {len(verdicts)} verdicts for {len(keys)} pairs")
         reasons = [mine or theirs for mine, theirs in zip(reasons, verdicts)]
     drop = {(r.id, n): why for (r, n), why in zip(keys, reasons) if why}
     by_id: dict[str, list[dict[str, Any]]] = {}
