@@ -36,6 +36,14 @@ def prompts(tmp_path) -> Path:
     ])
 
 
+def test_natural_instructions_examples_are_prompts_with_references(tmp_path):
+    from gemmaforge.selection.inputs import read_prompts
+
+    path = write_jsonl(tmp_path / "ni.jsonl", [{"input": "Translate: chat", "target": ["cat", "kitty"]}])
+    (r,) = read_prompts(path)
+    assert (r.messages, r.reference, r.id) == (({"role": "user", "content": "Translate: chat"},), "cat", "1")
+
+
 class Counting:
     """A judge that passes items on and counts them; optionally fails after `fail_after` calls."""
 

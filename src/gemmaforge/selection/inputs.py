@@ -3,7 +3,8 @@
     {"prompt": "..."}                                   a single user turn
     {"messages": [{"role": ..., "content": ...}, ...]}  a conversation ending with a user turn
     {"input": [...]}                                    the same, as the OpenAI `evals` registry writes it
-  optional: "id", "reference" or "ideal" (a known good answer; a list counts by its first entry),
+    {"input": "...", "target": "..."}                   a natural-instructions example (target = reference)
+  optional: "id", "reference", "ideal" or "target" (a known good answer; a list counts by its first entry),
             "responses": {"name": "text", ...} (answers already made, usable as candidates).
 """
 
@@ -58,19 +59,20 @@ def read_prompts(path: str | Path, limit: int | None = None) -> list[PromptRecor
 
 
 def _record(rec: dict, where: str, default_id: str) -> PromptRecord:
-    if "prompt" in rec:
-        if not isinstance(rec["prompt"], str) or not rec["prompt"].strip():
+    text = rec.get("prompt", rec["input"] if isinstance(rec.get("input"), str) else None)
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
             raise InputError(f"{where}: \"prompt\" must be a non-empty string")
-        messages: list[dict] = [{"role": "user", "content": rec["prompt"]}]
+        messages: list[dict] = [{"role": "user", "content": text}]
     elif isinstance(rec.get("messages", rec.get("input")), list):
         messages = _messages(rec.get("messages", rec.get("input")), where)
     else:
         raise InputError(f"{where}: expected a \"prompt\" string or a \"messages\" list")
-    ref = rec.get("reference", rec.get("ideal"))
+    ref = rec.get("reference", rec.get("ideal", rec.get("target")))
     if isinstance(ref, list):
         ref = ref[0] if ref else None
     if ref is not None and not isinstance(ref, str):
-        raise InputError(f"{where}: \"reference\"/\"ideal\" must be a string or a list of strings")
+        raise InputError(f"{where}: \"reference\"/\"ideal\"/\"target\" must be a string or a list of strings")
     responses = rec.get("responses", {})
     if not isinstance(responses, dict) or not all(isinstance(v, str) for v in responses.values()):
         raise InputError(f"{where}: \"responses\" must map names to response strings")
