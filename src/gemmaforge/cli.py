@@ -218,13 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
 
-    from .selection.cli import add_select_arguments, select_main
+    from .selection.cli import add_select_parser
 
-    sft = sub.add_parser("sft", help="supervised fine-tuning data: select responses with a judge")
-    s = sft.add_subparsers(dest="sft_verb", required=True).add_parser(
-        "select", help="answer prompts with several candidates, judge them side by side, keep the best")
-    add_select_arguments(s)
-    s.set_defaults(run=select_main, verb="sft select")
+    p = sub.add_parser("sft", help="supervised fine-tuning data: select responses with a judge")
+    add_select_parser(p.add_subparsers(dest="sft_verb", required=True))
     return parser
 
 

@@ -167,6 +167,17 @@ def test_filter_drops_with_reasons_and_the_next_best_is_kept(prompts, judge_serv
     assert read(tmp_path / "out" / "selected.jsonl")[0]["messages"][-1]["content"] == "Lyon."
 
 
+def test_an_empty_response_is_never_selected(judge_server, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi", "responses": {"x": "", "y": "hello"}}])
+    judge_server.mode = "first"  # the judge would tie them: x, the first candidate, would win the tie-break
+    summary = run_select(prompts, ["input:x,input:y"], EndpointJudge(judge_server.url, "m", load_prompt()),
+                         tmp_path / "out", QUIET)
+    (choice,) = read(tmp_path / "out" / "choices.jsonl")
+    assert choice["ranking"][0]["candidate"] == "input:x" and choice["chosen"] == "input:y"
+    assert choice["dropped"] == {"input:x": "input/empty_response"}
+    assert summary["dropped"] == {"input/empty_response": 1}
+
+
 def test_model_candidates_are_generated_through_the_engine(tiny_dir, tmp_path):
     rows = [{"prompt": "def add(a, b):"}, {"prompt": "import os"}, {"prompt": "class A:", "reference": "pass"}]
     prompts = write_jsonl(tmp_path / "p.jsonl", rows)

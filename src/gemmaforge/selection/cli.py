@@ -10,6 +10,14 @@ import torch
 from ..errors import InputError
 
 
+def add_select_parser(sft_subparsers: argparse._SubParsersAction) -> None:
+    """`select` under the `sft` verb's subcommands."""
+    p = sft_subparsers.add_parser("select", help="answer prompts with several candidates, judge them side by "
+                                  "side, keep the best")
+    add_select_arguments(p)
+    p.set_defaults(run=select_main, verb="sft select")
+
+
 def add_select_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", required=True, type=Path, metavar="FILE",
                    help='JSONL: {"prompt": ...} or {"messages"|"input": [...]}, optional "reference"/"ideal", '

@@ -31,7 +31,7 @@ from .log import AppendLog
 from .summary import markdown, summarise
 
 # A filter sees (prompt, response) pairs and returns, per pair, None to keep it or a reason code to
-# drop it (e.g. gemmaforge.safety's classifier: "unsafe" above a threshold).
+# drop it (e.g. gemmaforge.safety's classifier: "safety/unsafe" above a threshold).
 FilterFn = Callable[[list[tuple[str, str]]], list[str | None]]
 
 
@@ -160,7 +160,7 @@ def _finish(out: Path, records: list[PromptRecord], cands: list[Candidate], resp
             judgements: list[dict[str, Any]], judge_label: str, filter_fn: FilterFn | None) -> dict[str, Any]:
     names = [c.name for c in cands]
     keys = [(r, n) for r in records for n in names]
-    reasons: list[str | None] = ["empty_response" if not responses[(r.id, n)].strip() else None for r, n in keys]
+    reasons: list[str | None] = ["input/empty_response" if not responses[(r.id, n)].strip() else None for r, n in keys]
     if filter_fn is not None:
         verdicts = list(filter_fn([(r.question, responses[(r.id, n)]) for r, n in keys]))
         if len(verdicts) != len(keys):
