@@ -28,6 +28,8 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class EndpointJudge:
+    """Judges through `base_url`/chat/completions, `workers` requests at a time."""
+
     def __init__(self, base_url: str, model_name: str, prompt: JudgePrompt, *, api_key: str | None = None,
                  timeout_s: float = 60.0, retries: int = 4, backoff_s: float = 1.0, workers: int = 4,
                  top_logprobs: int = 20) -> None:
@@ -102,6 +104,8 @@ class EndpointJudge:
         content, top = _parse(answer, self.url)
         probs = {label: 0.0 for label in LABELS}
         for entry in top or ():
+            if not isinstance(entry, dict):
+                continue
             label = str(entry.get("token", "")).strip()
             if label in probs and isinstance(entry.get("logprob"), (int, float)):
                 probs[label] += math.exp(entry["logprob"])
