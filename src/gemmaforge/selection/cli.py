@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
+from ..util.argtypes import NON_NEGATIVE, POSITIVE, POSITIVE_FLOAT
 
 
 def add_select_parser(sft_subparsers: argparse._SubParsersAction) -> None:
@@ -26,24 +26,24 @@ def add_select_arguments(p: argparse.ArgumentParser) -> None:
                    help="model sources (SRC@temperature=0.7,top_p=0.9 for a sampling setting), or input:NAME for "
                         "responses in the prompts file; repeatable (default: every response name in the file)")
     p.add_argument("--judge", default="gemma3-270m", metavar="SRC",
-                   help="a model source, or an OpenAI-compatible endpoint http://host:port/v1 (default: %(default)s)")
+                   help="a model source, or an OpenAI-compatible endpoint http://host:port/v1")
     p.add_argument("--judge-model", default=None, metavar="NAME", help="the endpoint's model name")
     p.add_argument("--judge-template", default=None, type=Path, metavar="FILE",
                    help="judging prompt with $question, $answer_a, $answer_b (and optionally $reference)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="environment variable holding the endpoint's key (default: %(default)s)")
-    p.add_argument("--judge-retries", type=int, default=4, metavar="N",
-                   help="retries of a failed endpoint request, with exponential backoff (default: %(default)s)")
-    p.add_argument("--judge-timeout", type=float, default=60.0, metavar="S",
-                   help="seconds to wait for one endpoint answer (default: %(default)s)")
+                   help="environment variable holding the endpoint's key")
+    p.add_argument("--judge-retries", type=NON_NEGATIVE, default=4, metavar="N",
+                   help="retries of a failed endpoint request, with exponential backoff")
+    p.add_argument("--judge-timeout", type=POSITIVE_FLOAT, default=60.0, metavar="S",
+                   help="seconds to wait for one endpoint answer")
     p.add_argument("--output", required=True, type=Path, metavar="DIR",
                    help="where results go; rerunning with the same DIR resumes")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N prompts")
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (default: 8)")
-    p.add_argument("--judge-batch-size", type=int, default=4, help="judging prompts per forward (default: 4)")
+    p.add_argument("--limit", type=POSITIVE, default=None, metavar="N", help="only the first N prompts")
+    p.add_argument("--max-new-tokens", type=POSITIVE, default=256, metavar="N", help="most tokens per response")
+    p.add_argument("--batch-size", type=POSITIVE, default=8, metavar="N", help="prompts per generation batch")
+    p.add_argument("--judge-batch-size", type=POSITIVE, default=4, metavar="N", help="judging prompts per forward")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+    p.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads")
 
 
 def select_main(args: argparse.Namespace) -> int:
@@ -51,15 +51,7 @@ def select_main(args: argparse.Namespace) -> int:
     from .select import SelectOptions, run_select
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.judge_retries < 0 or not args.judge_timeout > 0:
-        raise InputError("--judge-retries must be >= 0 and --judge-timeout > 0")
-    for flag in ("limit", "max_new_tokens", "batch_size", "judge_batch_size"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     dtype = getattr(torch, args.dtype)
 
     def judge():
