@@ -251,10 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=eval_main)
 
     from .rate.cli import add_rate_arguments, rate_main
+    from .selection.cli import add_select_parser
 
     p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
     add_rate_arguments(p)
     p.set_defaults(run=rate_main)
+
+    p = sub.add_parser("sft", help="supervised fine-tuning data: select responses with a judge")
+    add_select_parser(p.add_subparsers(dest="sft_verb", required=True))
     return parser
 
 
