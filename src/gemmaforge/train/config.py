@@ -26,9 +26,13 @@ from .errors import TrainError
 class ModelSection:
     preset: str = "tiny-gemma-mqa"
     init_std: float = 0.02  # std of the normal init of every matrix (pre-training from scratch)
+    # start from trained weights: any source gf.load_model takes (then preset and overrides are unused)
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)  # glob patterns of parameter names not to train
     overrides: dict[str, Any] = field(default_factory=dict, metadata={"extras": True})
 
     def gemma_config(self) -> GemmaConfig:
+        """The config a run from scratch builds (with `init_from`, the source's own config rules)."""
         known = [f.name for f in dataclasses.fields(GemmaConfig)]
         for key in self.overrides:
             if key not in known:
@@ -58,6 +62,15 @@ class DataSection:
     val: str | None = None
     seq_len: int = 256
     seed: int = 0  # fixes the block order of every epoch
+
+
+@dataclass(frozen=True)
+class LoraSection:
+    """LoRA adapters (train/lora.py); empty `targets` trains without them."""
+    targets: list[str] = field(default_factory=list)  # e.g. ["q_proj", "k_proj", "v_proj", "o_proj"]
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,7 @@ class TrainConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+    lora: LoraSection = field(default_factory=LoraSection)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -170,8 +184,12 @@ def _validate(c: TrainConfig) -> None:
         need(0 <= _get(c, name) <= 1, name, "must be in [0, 1]")
     need(c.train.loss_chunk is None or c.train.loss_chunk > 0, "train.loss_chunk", "must be > 0")
     need(c.log.peak_tflops is None or c.log.peak_tflops > 0, "log.peak_tflops", "must be > 0")
+    need(c.lora.rank > 0, "lora.rank", "must be > 0")
+    need(c.lora.alpha > 0, "lora.alpha", "must be > 0")
+    need(0 <= c.lora.dropout < 1, "lora.dropout", "must be in [0, 1)")
     max_len = c.model.gemma_config().max_seq_len
-    need(c.data.seq_len <= max_len, "data.seq_len", f"must be <= model.max_seq_len ({max_len})")
+    need(c.model.init_from is not None or c.data.seq_len <= max_len, "data.seq_len",
+         f"must be <= model.max_seq_len ({max_len})")
     need(c.train.global_batch % c.train.micro_batch == 0, "train.global_batch",
          f"must be a multiple of train.micro_batch ({c.train.micro_batch})")
     need(bool(c.out_dir), "out_dir", "must name a directory")
@@ -223,4 +241,6 @@ def _convert(value: Any, tp: Any, name: str) -> Any:
         return value
     if origin is dict and isinstance(value, dict):
         return value
+    if origin is list and isinstance(value, list):
+        return [_convert(v, args[0], f"{name}[{i}]") for i, v in enumerate(value)]
     raise TrainError(f"{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}")

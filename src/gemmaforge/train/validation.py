@@ -1,0 +1,39 @@
+"""Validation as a hook of its own: the Trainer calls `evaluate(model)` every `eval.interval`
+steps (and at the end) in eval mode, without gradients, under the run's autocast, and logs what it
+returns. `LossValidation`, the default, is the objective's token-weighted loss on held-out batches;
+a generation-based check (exact match, a judge's win rate) is another `Validation`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from .distributed import all_sum
+from .objective import TOKENS, Objective
+
+
+class Validation(Protocol):
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Metrics for the current model (every rank calls it; `val_loss` feeds the summary)."""
+        ...
+
+
+class LossValidation:
+    """Token-weighted mean loss over this rank's validation micro-batches, summed over ranks."""
+
+    def __init__(self, objective: Objective, batches: Sequence[Any], device: torch.device) -> None:
+        self.objective, self.batches, self.device = objective, batches, device
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        from .loop import to_device
+
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for batch in self.batches:
+            loss, metrics = self.objective.loss(model, to_device(batch, self.device))
+            sums[0] += loss.double() * metrics[TOKENS]
+            sums[1] += metrics[TOKENS]
+        sums = all_sum(sums)
+        return {"val_loss": float(sums[0] / sums[1])}
