@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_data_arguments, data_main
     from .eval.cli import add_eval_arguments, eval_main
     from .train.pretrain import add_pretrain_arguments, pretrain_main
+    from .train.sft import add_sft_arguments, sft_main
 
     p = sub.add_parser("data", help="pre-training data: prepare shards, check the default corpus")
     add_data_arguments(p)
@@ -213,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="pre-train a Gemma on prepared shards (torchrun for DDP/FSDP2)")
     add_pretrain_arguments(p)
     p.set_defaults(run=pretrain_main)
+
+    p = sub.add_parser("sft", help="supervised fine-tuning (full or LoRA) on chat JSONL (torchrun for DDP/FSDP2)")
+    add_sft_arguments(p)
+    p.set_defaults(run=sft_main)
 
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)

@@ -62,6 +62,9 @@ class DataSection:
     val: str | None = None
     seq_len: int = 256
     seed: int = 0  # fixes the block order of every epoch
+    # SFT (chat / prompt-response JSONL; train = "default" is the embedded set):
+    tokenizer: str | None = None  # renders the conversations; default: model.init_from
+    pack: bool = True  # several conversations per row (attention never crosses them)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class EvalSection:
 class CheckpointSection:
     interval: int = 100  # steps between checkpoints (and one at the end)
     keep: int = 3  # newest checkpoints kept
+    export_hf: bool = False  # SFT: also write the final model (LoRA merged) in Hugging Face layout
     # full: one model.safetensors + optimizer.pt, gathered on rank 0 (any reader can use it);
     # sharded: each rank writes its own shards (torch.distributed.checkpoint), nothing is gathered,
     # and a resume may use another number of ranks. For models too large to gather.
