@@ -1,10 +1,11 @@
-"""Helpers for the SFT tests: the real Gemma 3 tokenizer, tiny Gemmas over its vocabulary, and
-small chat JSONL files."""
+"""Helpers for the SFT tests: a small Gemma 3-style tokenizer (trained on the stdlib in seconds,
+with the real chat tokens), tiny Gemmas over its vocabulary, and small chat JSONL files."""
 
 from __future__ import annotations
 
 import json
 import random
+import sysconfig
 from pathlib import Path
 
 import torch
@@ -12,18 +13,23 @@ import torch
 import gemmaforge as gf
 from gemmaforge.model import Gemma
 
-VOCAB = 262144  # the real Gemma 3 tokenizer's
+VOCAB = 1000
 
 
-def tiny_config(family: int = 3) -> gf.GemmaConfig:
-    """Two layers (one sliding-window of 8, one global) of the tiny preset, over the real vocabulary."""
+def small_tokenizer(directory: Path) -> gf.Tokenizer:
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:20]
+    return gf.train_tokenizer(files, VOCAB, directory, family=3)
+
+
+def tiny_config(family: int = 3, vocab: int = VOCAB) -> gf.GemmaConfig:
+    """Two layers (one sliding-window of 8, one global) of the tiny preset."""
     preset = "tiny-gemma3" if family == 3 else "tiny-gemma2"
-    return gf.GemmaConfig.preset(preset).replace(vocab_size=VOCAB, n_layers=2, layer_types="LG")
+    return gf.GemmaConfig.preset(preset).replace(vocab_size=vocab, n_layers=2, layer_types="LG")
 
 
-def tiny_model(seed: int = 0, family: int = 3) -> Gemma:
+def tiny_model(seed: int = 0, family: int = 3, vocab: int = VOCAB) -> Gemma:
     torch.manual_seed(seed)
-    model = Gemma(tiny_config(family))
+    model = Gemma(tiny_config(family, vocab))
     for p in model.parameters():
         torch.nn.init.normal_(p, 0, 0.05)
     return model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sft_helpers import arithmetic_chats, tiny_model, write_jsonl
+from sft_helpers import arithmetic_chats, small_tokenizer, tiny_model, write_jsonl
 
 import gemmaforge as gf
 from gemmaforge.train.errors import TrainError
@@ -18,7 +18,13 @@ CHAT = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content"
 
 @pytest.fixture(scope="module")
 def tok():
+    """The real Gemma 3 tokenizer (for the mask, piece by piece)."""
     return gf.load_tokenizer("gemma3-270m")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return small_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
 def test_mask_trains_every_model_turn_and_its_end_of_turn_never_the_header(tok):
@@ -49,12 +55,12 @@ def test_labels_are_the_next_trained_token(tok, tmp_path):
 
 
 @pytest.mark.parametrize("family", [3, 2])
-def test_packed_rows_compute_what_each_conversation_computes_alone(tok, tmp_path, family):
+def test_packed_rows_compute_what_each_conversation_computes_alone(small, tmp_path, family):
     """Per-token losses of a packed row equal those of each conversation run alone (float32);
     the sliding window (8) is shorter than the conversations, Gemma 2 soft-caps its attention."""
     path = write_jsonl(tmp_path / "c.jsonl", arithmetic_chats(6))
-    examples = read_examples(path, tok)
-    rows, stats = pack(examples, 96, packed=True, seed=0)
+    examples = read_examples(path, small)
+    rows, stats = pack(examples, 160, packed=True, seed=0)
     assert stats.rows < len(examples)  # really packed
     assert rows[:, 3].max() >= 2  # a row of three conversations
     model = tiny_model(family=family).eval()
@@ -83,8 +89,8 @@ def test_packed_rows_compute_what_each_conversation_computes_alone(tok, tmp_path
     assert metrics["tokens"] == SftObjective().tokens(rows) == stats.trained_tokens
 
 
-def test_packing_without_pack_gives_one_conversation_per_row(tok, tmp_path):
-    examples = read_examples(write_jsonl(tmp_path / "c.jsonl", arithmetic_chats(5)), tok)
+def test_packing_without_pack_gives_one_conversation_per_row(small, tmp_path):
+    examples = read_examples(write_jsonl(tmp_path / "c.jsonl", arithmetic_chats(5)), small)
     rows, stats = pack(examples, 64, packed=False)
     assert stats.rows == 5 and (rows[:, 3].amax(1) == 0).all()
 
