@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 RANK, ALPHA, LR = 16, 32.0, 2e-4

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-
 from torch import nn
 
 from ..errors import GemmaForgeError
-from ..paths import writable_dir
+from ..util.paths import writable_dir
 from .checkpoint import check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_sum
