@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data.cli import add_data_arguments, data_main
     from .eval.cli import add_eval_arguments, eval_main
+    from .train.preference_run import add_dpo_arguments, add_reward_arguments, dpo_main, reward_main
     from .train.pretrain import add_pretrain_arguments, pretrain_main
     from .train.sft import add_sft_arguments, sft_main
 
@@ -218,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sft", help="supervised fine-tuning (full or LoRA) on chat JSONL (torchrun for DDP/FSDP2)")
     add_sft_arguments(p)
     p.set_defaults(run=sft_main)
+
+    p = sub.add_parser("reward", help="reward models on preference pairs: train, score")
+    add_reward_arguments(p)
+    p.set_defaults(run=reward_main)
+
+    p = sub.add_parser("dpo", help="direct preference optimisation (sigmoid, IPO, robust) on preference pairs")
+    add_dpo_arguments(p)
+    p.set_defaults(run=dpo_main)
 
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)

@@ -126,6 +126,16 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class PreferenceSection:
+    """Reward modelling and DPO on preference pairs (train/preference.py)."""
+    margin: float = 0.0  # reward: Bradley–Terry margin the chosen reward must clear
+    val_fraction: float = 0.1  # pairs held out for validation when data.val is unset
+    beta: float = 0.1  # DPO: strength of the pull towards the reference
+    loss: Literal["sigmoid", "ipo", "robust"] = "sigmoid"  # DPO variant
+    label_smoothing: float = 0.0  # DPO robust: assumed rate of flipped preference labels, in [0, 0.5)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     out_dir: str = "runs/pretrain"
     model: ModelSection = field(default_factory=ModelSection)
@@ -136,6 +146,7 @@ class TrainConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
     lora: LoraSection = field(default_factory=LoraSection)
+    preference: PreferenceSection = field(default_factory=PreferenceSection)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -182,6 +193,9 @@ def _validate(c: TrainConfig) -> None:
     need(c.lora.rank > 0, "lora.rank", "must be > 0")
     need(c.lora.alpha > 0, "lora.alpha", "must be > 0")
     need(0 <= c.lora.dropout < 1, "lora.dropout", "must be in [0, 1)")
+    need(c.preference.beta > 0, "preference.beta", "must be > 0")
+    need(0 <= c.preference.label_smoothing < 0.5, "preference.label_smoothing", "must be in [0, 0.5)")
+    need(0 <= c.preference.val_fraction < 1, "preference.val_fraction", "must be in [0, 1)")
     max_len = c.model.gemma_config().max_seq_len
     need(c.model.init_from is not None or c.data.seq_len <= max_len, "data.seq_len",
          f"must be <= model.max_seq_len ({max_len})")
