@@ -58,8 +58,9 @@ class RewardObjective:
         chosen, rejected = model(ids, attention)[:, 0].float().chunk(2)
         diff = chosen - rejected
         loss = -F.logsigmoid(diff - self.margin).mean()
-        return loss, {TOKENS: float(len(batch)), "accuracy": float((diff > 0).float().mean()),
-                      "margin": float(diff.mean()), "reward_mean": float(torch.cat([chosen, rejected]).mean())}
+        d = diff.detach()
+        return loss, {TOKENS: float(len(batch)), "accuracy": float((d > 0).float().mean()), "margin": float(d.mean()),
+                      "reward_mean": float(torch.cat([chosen, rejected]).detach().mean())}
 
     def tokens(self, batch: torch.Tensor) -> int:
         return len(batch)  # pairs: the loss is a mean over pairs
