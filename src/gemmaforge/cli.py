@@ -238,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.cli import add_eval_arguments, eval_main
     from .train.preference_run import add_dpo_arguments, add_reward_arguments, dpo_main, reward_main
     from .train.pretrain import add_pretrain_arguments, pretrain_main
+    from .train.rl import add_rlhf_arguments, rlhf_main
     from .train.sft import add_sft_arguments, sft_main
 
     p = sub.add_parser("data", help="pre-training data: prepare shards, check the default corpus")
@@ -259,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dpo", help="direct preference optimisation (sigmoid, IPO, robust) on preference pairs")
     add_dpo_arguments(p)
     p.set_defaults(run=dpo_main)
+
+    p = sub.add_parser("rlhf", help="policy optimisation against a reward (RLOO, GRPO) with the batched engine")
+    add_rlhf_arguments(p)
+    p.set_defaults(run=rlhf_main)
 
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)

@@ -19,23 +19,36 @@ from .preference_data import split_sides
 LOGIT_CHUNK = 256  # completion positions per output-layer call (bounds the 262k-way logits)
 
 
-def sequence_logprobs(gemma: Gemma, hidden: torch.Tensor, ids: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
-    """Sum over each row's completion tokens of log p(token | everything before it): [rows].
+def token_logprobs(gemma: Gemma, hidden: torch.Tensor, ids: torch.Tensor, completion: torch.Tensor,
+                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """log p(ids[t] | ids[:t]) at every completion position t, zero elsewhere: [rows, T] (position 0
+    is never a completion); with `with_entropy`, also each of those positions' entropy (no grad).
 
     Only completion positions go through the output layer, a chunk at a time, each chunk's logits
     recomputed in backward rather than kept (a 262k vocabulary makes them the largest tensors)."""
     targets, scored = ids[:, 1:], completion[:, 1:].bool()
-    rows = torch.arange(len(ids), device=ids.device)[:, None].expand_as(targets)[scored]
     h, t = hidden[:, :-1][scored], targets[scored]
 
-    def chunk_logprobs(h_chunk: torch.Tensor, t_chunk: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(gemma.logits(h_chunk).float(), -1).gather(-1, t_chunk[:, None])[:, 0]
+    def chunk(h_chunk: torch.Tensor, t_chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logp = torch.log_softmax(gemma.logits(h_chunk).float(), -1)
+        plain = logp.detach()
+        entropy = -(plain.exp() * plain).sum(-1) if with_entropy else plain.new_zeros(0)
+        return logp.gather(-1, t_chunk[:, None])[:, 0], entropy
 
-    parts = [checkpoint(chunk_logprobs, h[i:i + LOGIT_CHUNK], t[i:i + LOGIT_CHUNK], use_reentrant=False)
-             if torch.is_grad_enabled() else chunk_logprobs(h[i:i + LOGIT_CHUNK], t[i:i + LOGIT_CHUNK])
-             for i in range(0, len(t), LOGIT_CHUNK)]
-    per_token = torch.cat(parts) if parts else hidden.new_zeros(0, dtype=torch.float32)
-    return torch.zeros(len(ids), dtype=torch.float32, device=ids.device).index_add(0, rows, per_token)
+    run = (lambda a, b: checkpoint(chunk, a, b, use_reentrant=False)) if torch.is_grad_enabled() else chunk
+    parts = [run(h[i:i + LOGIT_CHUNK], t[i:i + LOGIT_CHUNK]) for i in range(0, len(t), LOGIT_CHUNK)]
+    out = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+    entropy = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device) if with_entropy else None
+    if parts:
+        out[:, 1:][scored] = torch.cat([p[0] for p in parts])
+        if entropy is not None:
+            entropy[:, 1:][scored] = torch.cat([p[1] for p in parts])
+    return out, entropy
+
+
+def sequence_logprobs(gemma: Gemma, hidden: torch.Tensor, ids: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
+    """Sum over each row's completion tokens of log p(token | everything before it): [rows]."""
+    return token_logprobs(gemma, hidden, ids, completion)[0].sum(1)
 
 
 def policy_logprobs(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
