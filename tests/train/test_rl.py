@@ -176,6 +176,10 @@ def test_a_reward_failing_mid_run_stops_after_a_checkpoint(tok, tmp_path):
     cfg = rl_config(tmp_path, tmp_path / "o", held_out=0, epochs=1,
                     rewards=[{"kind": "function", "target": f"{tmp_path / 'r.py'}:flaky"}])
     cfg = cfg.replace(rl={"held_out": 1})
-    with pytest.raises(TrainError, match="the grader went away .*the 2 steps before it are saved"):
-        rlhf(cfg)
+    with pytest.raises(TrainError, match="reward function failed on sample 0 .*the grader went away"):
+        rlhf(cfg)  # in step 3: steps 1-2 were checkpointed at step 2 (checkpoint.interval)
     assert (tmp_path / "o" / "checkpoints" / "step-00000002").is_dir()
+    cfg = cfg.replace(checkpoint={"interval": 10})
+    with pytest.raises(TrainError, match="the grader went away .*the 2 steps before it are saved"):
+        rlhf(cfg.replace(out_dir=str(tmp_path / "o2")))  # no checkpoint due: one is written before stopping
+    assert (tmp_path / "o2" / "checkpoints" / "step-00000002").is_dir()
