@@ -41,7 +41,7 @@ class LossValidation:
                 names = sorted(extra)
                 sums = torch.zeros(2 + len(names), dtype=torch.float64, device=self.device)
             n = metrics[TOKENS]
-            sums += torch.tensor([float(loss) * n, n] + [extra[k] * n for k in names], dtype=torch.float64,
+            sums += torch.tensor([float(loss.detach()) * n, n] + [extra[k] * n for k in names], dtype=torch.float64,
                                  device=self.device)
         if sums is None:
             return {}
