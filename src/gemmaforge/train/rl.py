@@ -117,7 +117,7 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         data.check_room(train_prompts + held, policy.config.max_seq_len)
         objective = PolicyGradientObjective(r.clip, r.kl_coef, r.kl_in_loss, r.kl_estimator)
         out = Path(config.out_dir)
-        trainer = Trainer(policy, objective, data, config, info)
+        trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
         before = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens) if held and not resume else None
         if info.is_main:
             tok.save(out)
