@@ -16,3 +16,9 @@ if [ ! -f /usr/share/metamath/databases/set.mm ] && command -v apt-get >/dev/nul
   (apt-get update -qq && apt-get install -y -qq metamath-databases >/dev/null) \
     || echo "setup: metamath-databases not installed; the default corpus will lack its maths part" >&2
 fi
+# Python's documentation sources (Debian): technical prose in the rule filters' parity sample (--dev).
+if [ "${1:-}" = "--dev" ] && [ ! -d /usr/share/doc/python3.11/html/_sources ] && command -v apt-get >/dev/null \
+    && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq python3.11-doc >/dev/null) \
+    || echo "setup: python3.11-doc not installed; the filter parity test will skip its Debian-docs part" >&2
+fi
