@@ -64,7 +64,8 @@ def test_quality_classifier_learns_and_round_trips(prose, code_files, tmp_path):
     again = QualityClassifier.load(path)
     np.testing.assert_array_equal(again.predict_proba(texts[:5]), model.predict_proba(texts[:5]))
     verdicts = QualityFilter(model=str(path), threshold=0.5).apply([prose[0], code[0]])
-    assert verdicts[0] == prose[0] and verdicts[1].reason == "low_quality" and verdicts[1].detail.startswith("P(keep) 0.")
+    assert verdicts[0] == prose[0] and verdicts[1].reason == "low_quality"
+    assert verdicts[1].detail.startswith("P(keep) 0.")
     assert verdicts[1].detail.endswith(" < 0.5")
 
 
@@ -121,7 +122,8 @@ def test_safety_blocklist_and_pluggable_classifier(prose, tmp_path):
         ["Sussex and Essex are English counties, and pornographers is not a listed term."]
     lst = tmp_path / "block.txt"
     lst.write_text("# comment\nspamword\n")
-    assert SafetyFilter(blocklist=str(lst)).apply(["buy spamword now", "porn"]) == [Drop("blocklist", "1 >= 1 hits"), "porn"]
+    assert SafetyFilter(blocklist=str(lst)).apply(["buy spamword now", "porn"]) == \
+        [Drop("blocklist", "1 >= 1 hits"), "porn"]
     c = SafetyFilter(classifier=f"{__name__}:unsafe_scores")
     assert c.apply(["a forbidden recipe", prose[1]]) == [Drop("classifier", "1.000 >= 0.5"), prose[1]]
     with pytest.raises(DataError, match="cannot import"):

@@ -118,6 +118,16 @@ def _ngrams(ws: list[str], n: int) -> list[str]:
     return [" ".join(ws[i:i + n]) for i in range(len(ws) - n + 1)]
 
 
+def _top_ngram_chars(ws: list[str], n: int) -> int:
+    """Characters in all occurrences of the most frequent n-gram; 0 when no n-gram repeats.
+
+    Gopher measures "the most frequently-occurring n-gram" to catch repetition: an n-gram that occurs
+    once repeats nothing (in a short document it would otherwise be a large fraction on its own).
+    """
+    grams = Counter(_ngrams(ws, n)).most_common(1)
+    return len(grams[0][0]) * grams[0][1] if grams and grams[0][1] > 1 else 0
+
+
 def _duplicate_ngram_chars(ws: list[str], n: int) -> int:
     """Characters covered by n-grams seen before, skipping past each repeat (no double counting).
 
@@ -172,12 +182,8 @@ class GopherRepetition:
             return drop
         ws = text.split()
         for n, limit in sorted(self.top_ngram_char_fraction.items(), key=lambda kv: int(kv[0])):
-            grams = _ngrams(ws, int(n))
-            if grams:
-                gram, freq = Counter(grams).most_common(1)[0]
-                # "The most frequently-occurring n-gram": one that occurs once is no repetition.
-                if freq > 1 and (drop := _over(f"top_{n}gram", len(gram) * freq / size, limit)):
-                    return drop
+            if drop := _over(f"top_{n}gram", _top_ngram_chars(ws, int(n)) / size, limit):
+                return drop
         for n, limit in sorted(self.duplicate_ngram_char_fraction.items(), key=lambda kv: int(kv[0])):
             if drop := _over(f"duplicate_{n}grams", _duplicate_ngram_chars(ws, int(n)) / size, limit):
                 return drop
