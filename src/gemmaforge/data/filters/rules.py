@@ -20,7 +20,7 @@ from .base import Drop, Verdict
 from .sentences import sentences
 
 _PUNCT = string.punctuation + "“”‘’–—…"
-_PARAGRAPHS = re.compile(r"\n{2,}")
+_PARAGRAPHS = re.compile(r"(?:\r?\n){2,}")  # blank lines, Windows line endings too
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
 # Characters that start a bulleted line: Unicode's bullets plus the ASCII ones Markdown and plain text use.
 BULLETS = ("•", "‣", "◦", "▪", "●", "·", "-", "*")
@@ -47,7 +47,8 @@ def _first(*checks: Drop | None) -> Drop | None:
 
 
 def _line_of(text: str, pos: int) -> str:
-    return f"line {text.count(chr(10), 0, pos) + 1}"
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line}"
 
 
 def words(text: str) -> list[str]:
