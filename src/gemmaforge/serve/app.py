@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from ..sampling import Sampling
 from .engine import Engine, Event, FinishEvent, Params, QueueFull, Sequence, TokenEvent, room_for, seed_for
 from .protocol import ChatRequest, CompletionRequest, error, validation_error
 
+log = logging.getLogger("gemmaforge.serve")
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
 
 
@@ -76,6 +78,7 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error(500, "internal server error (see the server log)", "server_error")
 
 
@@ -148,17 +151,24 @@ class _Server:
     async def completions(self, request: Request) -> Response:
         try:
             req = await self._parse(request, CompletionRequest)
-            prompts = [await run_in_threadpool(self.tokenizer.encode, p) if isinstance(p, str) else self._ids(p)
-                       for p in req.prompts]
+            prompts = [await run_in_threadpool(self._encode, lambda p=p: p, "prompt") if isinstance(p, str)
+                       else self._ids(p) for p in req.prompts]
             return await self._generate(request, req, prompts, chat=False)
         except RequestFailed as e:
             return e.response
 
     def _chat_ids(self, messages: list[dict]) -> list[int]:
+        return self._encode(lambda: self.tokenizer.apply_chat_template(messages, True, system="fold"), "messages")
+
+    def _encode(self, text, param: str) -> list[int]:
+        """Token ids of `text()`; a template error or text that is not Unicode is the client's."""
         try:
-            return self.tokenizer.encode(self.tokenizer.apply_chat_template(messages, True, system="fold"))
+            return self.tokenizer.encode(text())
         except GemmaForgeError as e:
-            raise RequestFailed(error(400, str(e), param="messages")) from None
+            raise RequestFailed(error(400, str(e), param=param)) from None
+        except UnicodeError:
+            raise RequestFailed(error(400, f"{param}: the text is not valid Unicode (a lone surrogate?)",
+                                      param=param)) from None
 
     def _ids(self, ids: list[int]) -> list[int]:
         bad = [i for i in ids if not 0 <= i < self.vocab]
@@ -209,8 +219,7 @@ class _Server:
                              param="messages" if chat else "prompt", code="context_length_exceeded")
             for c in range(req.n):
                 index = pi * req.n + c
-                sampling = Sampling(1.0 if req.temperature is None else req.temperature, req.top_k, req.top_p,
-                                    seed=seed_for(req.seed, index))
+                sampling = Sampling(_temperature(req.temperature), req.top_k, req.top_p, seed=seed_for(req.seed, index))
                 params = Params(max_tokens, sampling, tuple(req.stop), req.n_logprobs, req.ignore_eos)
                 seqs.append(Sequence(prompt, params, sink, index))
         if len(seqs) > self.engine.max_queue:
@@ -240,6 +249,7 @@ class _Server:
         deadline = loop.time() + self.settings.request_timeout
         left = len(seqs)
         gone = asyncio.ensure_future(_disconnected(request))
+        get = None
         try:
             while left:
                 get = asyncio.ensure_future(events.get())
@@ -255,8 +265,15 @@ class _Server:
                 yield ev
         finally:
             gone.cancel()
+            if get is not None:
+                get.cancel()
             if left:
                 self.engine.cancel(seqs)
+
+
+def _temperature(t: float | None) -> float:
+    """OpenAI's default is 1; below 1e-5 logits / t overflows to inf, so that is greedy (as vLLM does)."""
+    return 1.0 if t is None else t if t >= 1e-5 else 0.0
 
 
 async def _disconnected(request: Request) -> None:

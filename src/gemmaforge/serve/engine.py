@@ -207,7 +207,7 @@ class Engine:
                             cache=self._view(s.row, s.row + 1, s.fed), logits_at="last")
         s.fed += len(ids)
         if s.fed == len(s.prompt):
-            self._emit(s, logits[0, -1])
+            self._emit_or_fail(s, logits[0, -1])
 
     def _decode(self, seqs: list[Sequence]) -> None:
         hi = max(s.row for s in seqs) + 1
@@ -220,7 +220,15 @@ class Engine:
         logits = self.model(ids.to(self.device), attention_mask=mask.to(self.device), positions=pos.to(self.device),
                             cache=self._view(0, hi, length))
         for s in seqs:
-            self._emit(s, logits[s.row, -1])
+            self._emit_or_fail(s, logits[s.row, -1])
+
+    def _emit_or_fail(self, s: Sequence, logits: torch.Tensor) -> None:
+        """A sequence whose sampling fails ends alone; the others in the batch go on."""
+        try:
+            self._emit(s, logits)
+        except Exception:
+            log.exception("sampling failed for one sequence")
+            self._finish(s, "error", "sampling failed on this request (see the server log)")
 
     def _emit(self, s: Sequence, logits: torch.Tensor) -> None:
         """Sample the next token of `s` from its logits [V]; send it on; finish `s` if it is done."""

@@ -7,6 +7,7 @@ output in a way this server does not implement (penalties, `echo`, tools) are re
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -46,7 +47,7 @@ class _Common(_Strict):
     top_p: Number | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=1)  # vLLM's extension
     n: int = Field(1, ge=1, le=MAX_N)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(None, validate_default=True)  # becomes a list
     seed: Seed | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -134,11 +135,18 @@ class CompletionRequest(_Common):
         return self.logprobs
 
 
+class _AsciiJSON(JSONResponse):
+    """Escapes everything outside ASCII: an error may quote a client's text, lone surrogates included."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
+
+
 def error(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
           code: str | None = None, headers: dict | None = None) -> JSONResponse:
     """An error in OpenAI's shape."""
-    return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+    return _AsciiJSON({"error": {"message": message, "type": type_, "param": param, "code": code}},
+                      status_code=status, headers=headers)
 
 
 def validation_error(e: ValidationError) -> JSONResponse:
