@@ -11,3 +11,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """A tiny random Gemma 3 with a trained tokenizer, saved as `gemmaforge serve --model` reads it."""
+    from serve_helpers import tiny_model_dir
+
+    return tiny_model_dir(tmp_path_factory.mktemp("serve"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    import gemmaforge as gf
+
+    return gf.load_model(tiny_dir), gf.load_tokenizer(tiny_dir)

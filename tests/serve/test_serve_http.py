@@ -8,18 +8,12 @@ import time
 
 import httpx
 import pytest
-from serve_helpers import NAME, serving, tiny_model_dir
+from serve_helpers import NAME, serving
 
 import gemmaforge as gf
 from gemmaforge.serve.app import Settings
 
 openai = pytest.importorskip("openai")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tiny_model_dir(tmp_path_factory.mktemp("serve"))
-    return gf.load_model(d), gf.load_tokenizer(d)
 
 
 @pytest.fixture(scope="module")

@@ -261,13 +261,13 @@ class Engine:
             s.pending = tok
 
     def _finish(self, s: Sequence, reason: str, message: str = "") -> None:
+        s.finished = True
+        self._free(s)  # before the client hears of it: a finished request holds no row
         if reason != "error":
             rest = s.stream.flush()
             if rest:
                 s.sink(TokenEvent(s.index, rest, None))
         s.sink(FinishEvent(s.index, reason, s.generated, message))
-        s.finished = True
-        self._free(s)
 
     def _free(self, s: Sequence) -> None:
         if s.row is not None and self.rows[s.row] is s:
