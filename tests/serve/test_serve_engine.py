@@ -143,7 +143,7 @@ def wait_for(cond, seconds: float = 10.0) -> None:
 def test_a_failing_step_fails_its_batch_and_the_engine_keeps_serving(model, monkeypatch):
     engine = Engine(model, TOK, max_batch=2, context=64)
     real = engine._prefill_chunk
-    monkeypatch.setattr(engine, "_prefill_chunk", lambda s: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(engine, "_prefill_chunk", lambda s, budget: (_ for _ in ()).throw(RuntimeError("boom")))
     bad, bad_got = seq("abc", 5)
     engine.submit([bad])
     engine.start()

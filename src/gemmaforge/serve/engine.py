@@ -2,9 +2,9 @@
 
 Every sequence (one choice of one request) gets a row of a KV cache preallocated for `max_batch`
 rows when it is admitted and gives it back the step it finishes or its client leaves. Each loop
-iteration runs at most one prefill chunk (of one new sequence, `prefill_chunk` tokens) and one
-decode step for every sequence already decoding, so a long prompt delays running streams by one
-chunk per token instead of freezing them. Positions are per row, so a sequence decodes exactly as
+iteration runs at most `prefill_chunk` prompt tokens of new sequences (oldest first; a long prompt
+takes several iterations) and one decode step for every sequence already decoding, so a long
+prompt delays running streams by one chunk per token instead of freezing them. Positions are per row, so a sequence decodes exactly as
 it would alone; each has its own sampling settings and its own random generator.
 """
 
@@ -169,8 +169,11 @@ class Engine:
         self._admit()
         prefilling = [s for s in self.rows if s is not None and s.fed < len(s.prompt)]
         decoding = [s for s in self.rows if s is not None and s.pending is not None]
-        if prefilling:
-            self._prefill_chunk(min(prefilling, key=lambda s: s.arrived))
+        budget = self.prefill_chunk  # prompt tokens this step, oldest sequences first
+        for s in sorted(prefilling, key=lambda s: s.arrived):
+            if budget <= 0:
+                break
+            budget -= self._prefill_chunk(s, budget)
         if decoding:
             self._decode(decoding)
         self.metrics.batch_occupancy.set(self.active)
@@ -200,14 +203,16 @@ class Engine:
         return KVCache([k[lo:hi] for k in c.keys], [v[lo:hi] for v in c.values], [p[lo:hi] for p in c.slot_pos],
                        c.ring, torch.zeros(hi - lo, dtype=torch.long, device=self.device), c.max_len, length, length)
 
-    def _prefill_chunk(self, s: Sequence) -> None:
-        ids = s.prompt[s.fed:s.fed + self.prefill_chunk]
+    def _prefill_chunk(self, s: Sequence, budget: int) -> int:
+        """Run up to `budget` more prompt tokens of `s` into its row; how many it ran."""
+        ids = s.prompt[s.fed:s.fed + budget]
         pos = torch.arange(s.fed, s.fed + len(ids), device=self.device)[None]
         logits = self.model(torch.tensor([ids], device=self.device), positions=pos,
                             cache=self._view(s.row, s.row + 1, s.fed), logits_at="last")
         s.fed += len(ids)
         if s.fed == len(s.prompt):
             self._emit_or_fail(s, logits[0, -1])
+        return len(ids)
 
     def _decode(self, seqs: list[Sequence]) -> None:
         hi = max(s.row for s in seqs) + 1
