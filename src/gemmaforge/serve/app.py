@@ -234,8 +234,7 @@ class _Server:
         stream = self._events(request, events, seqs)
         if req.stream:
             usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(reply.sse(stream, usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return _EventStream(reply.sse(stream, usage), lambda: self.engine.cancel(seqs))
         try:
             return JSONResponse(await reply.whole(stream))
         except TimeoutError:
@@ -269,6 +268,22 @@ class _Server:
                 get.cancel()
             if left:
                 self.engine.cancel(seqs)
+
+
+class _EventStream(StreamingResponse):
+    """Server-sent events; whatever ends the response (even a client gone before the first byte,
+    when the event generator never starts) cancels the sequences that have not finished."""
+
+    def __init__(self, content, on_close):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
 
 
 def _temperature(t: float | None) -> float:
@@ -327,14 +342,15 @@ class _Reply:
         texts = [[] for _ in range(self.choices)]
         toks: list[list[TokenEvent]] = [[] for _ in range(self.choices)]
         finish: list[str | None] = [None] * self.choices
-        async for ev in events:
-            if isinstance(ev, FinishEvent):
-                finish[ev.index] = ev.reason
-                self.completion_tokens += ev.completion_tokens
-                continue
-            texts[ev.index].append(ev.text)
-            if ev.token is not None and ev.logprob is not None:
-                toks[ev.index].append(ev)
+        async with contextlib.aclosing(events) as events:
+            async for ev in events:
+                if isinstance(ev, FinishEvent):
+                    finish[ev.index] = ev.reason
+                    self.completion_tokens += ev.completion_tokens
+                    continue
+                texts[ev.index].append(ev.text)
+                if ev.token is not None and ev.logprob is not None:
+                    toks[ev.index].append(ev)
         if "error" in finish:
             raise RequestFailed(error(500, "the engine failed on this request (see the server log)", "server_error"))
         choices = []
@@ -356,20 +372,21 @@ class _Reply:
                 yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                               "finish_reason": None}])
         try:
-            async for ev in events:
-                i = ev.index
-                if isinstance(ev, FinishEvent):
-                    self.completion_tokens += ev.completion_tokens
-                    if ev.reason == "error":
-                        yield f"data: {json.dumps(_error_body(ev.message, 'server_error'))}\n\n"
-                    body = {"delta": {}} if self.chat else {"text": ""}
-                    yield chunk([{"index": i, **body, "logprobs": None, "finish_reason": ev.reason}])
-                    continue
-                lp = self._logprobs([ev], offsets[i]) if ev.token is not None and ev.logprob is not None else None
-                offsets[i] += len(ev.text)
-                if ev.text or lp:
-                    body = {"delta": {"content": ev.text}} if self.chat else {"text": ev.text}
-                    yield chunk([{"index": i, **body, "logprobs": lp, "finish_reason": None}])
+            async with contextlib.aclosing(events) as events:
+                async for ev in events:
+                    i = ev.index
+                    if isinstance(ev, FinishEvent):
+                        self.completion_tokens += ev.completion_tokens
+                        if ev.reason == "error":
+                            yield f"data: {json.dumps(_error_body(ev.message, 'server_error'))}\n\n"
+                        body = {"delta": {}} if self.chat else {"text": ""}
+                        yield chunk([{"index": i, **body, "logprobs": None, "finish_reason": ev.reason}])
+                        continue
+                    lp = self._logprobs([ev], offsets[i]) if ev.token is not None and ev.logprob is not None else None
+                    offsets[i] += len(ev.text)
+                    if ev.text or lp:
+                        body = {"delta": {"content": ev.text}} if self.chat else {"text": ev.text}
+                        yield chunk([{"index": i, **body, "logprobs": lp, "finish_reason": None}])
         except TimeoutError:
             timeout = _error_body("the request did not finish within the server's timeout", "timeout_error")
             yield f"data: {json.dumps(timeout)}\n\n"

@@ -4,8 +4,9 @@ Every sequence (one choice of one request) gets a row of a KV cache preallocated
 rows when it is admitted and gives it back the step it finishes or its client leaves. Each loop
 iteration runs at most `prefill_chunk` prompt tokens of new sequences (oldest first; a long prompt
 takes several iterations) and one decode step for every sequence already decoding, so a long
-prompt delays running streams by one chunk per token instead of freezing them. Positions are per row, so a sequence decodes exactly as
-it would alone; each has its own sampling settings and its own random generator.
+prompt delays running streams by one chunk per token instead of freezing them. Positions are per
+row, so a sequence decodes exactly as it would alone; each has its own sampling settings and its
+own random generator.
 """
 
 from __future__ import annotations
