@@ -11,12 +11,17 @@ front of the first user turn as "{system}\n\n{user}" (the system text itself is 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .errors import InputError
+from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+
+class _OffsetEncoder(Protocol):
+    """What rendering ids needs of a tokenizer (the template knows no tokenizer class)."""
+
+    family: int
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[int]]: ...
 
 _ROLES = {"user": "user", "model": "model", "assistant": "model"}
 
@@ -27,7 +32,7 @@ def render_text(messages: Sequence[Mapping], family: int, add_generation_prompt:
     return "".join(text for text, _ in _parts(messages, family, add_generation_prompt, system))
 
 
-def render_ids(tok: Tokenizer, messages: Sequence[Mapping], add_generation_prompt: bool = False,
+def render_ids(tok: _OffsetEncoder, messages: Sequence[Mapping], add_generation_prompt: bool = False,
                system: str | None = None) -> tuple[list[int], list[int]]:
     r"""(ids, loss_mask) of the rendered conversation. A token is trained on (mask 1) when it starts
     inside a model turn's content or its closing <end_of_turn>; the "<start_of_turn>model\n" header,
@@ -92,3 +97,36 @@ def _role_content(i: int, message: Mapping) -> tuple[str, str]:
     if role not in _ROLES:
         raise InputError(f"message {i}: unknown role {role!r}; expected 'system', 'user', 'model' or 'assistant'")
     return _ROLES[role], content
+
+
+def jinja_template(family: int) -> str:
+    """This template as Jinja, for Hugging Face's `tokenizer_config.json`: it renders exactly what
+    `render_text` does, and marks each model turn's content and `<end_of_turn>` with
+    `{% generation %}` so transformers' assistant masks (TRL's assistant-only loss) equal our
+    loss mask. Gemma 3 folds a system message into the first user turn; Gemma 1/2 refuse it."""
+    if family == 3:
+        system = ("{%- if messages[0]['role'] == 'system' -%}"
+                  "{%- set prefix = messages[0]['content'] + '\\n\\n' -%}{%- set turns = messages[1:] -%}"
+                  "{%- else -%}{%- set prefix = '' -%}{%- set turns = messages -%}{%- endif -%}")
+    else:
+        system = ("{%- if messages[0]['role'] == 'system' -%}"
+                  "{{ raise_exception('Gemma " + str(family) + " has no system role') }}{%- endif -%}"
+                  "{%- set prefix = '' -%}{%- set turns = messages -%}")
+    return (
+        "{{ bos_token }}" + system +
+        "{%- for message in turns -%}"
+        "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+        "{%- if role not in ['user', 'model'] -%}"
+        "{{ raise_exception('unknown role ' + message['role']) }}{%- endif -%}"
+        "{%- if (role == 'user') != (loop.index0 % 2 == 0) -%}"
+        "{{ raise_exception('roles must alternate user/model starting with user') }}{%- endif -%}"
+        "{%- if role == 'user' -%}"
+        "{{ '<start_of_turn>user\\n' + (prefix if loop.first else '') + message['content'] | trim"
+        " + '<end_of_turn>\\n' }}"
+        "{%- else -%}"
+        "{{ '<start_of_turn>model\\n' }}{% generation %}{{ message['content'] | trim + '<end_of_turn>' }}"
+        "{% endgeneration %}{{ '\\n' }}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+    )
