@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 
 MODEL = "gemma3-270m"
 MALFORMED = [b"{nope", b"[]", json.dumps({"model": MODEL, "prompt": "x", "max_tokens": -3}).encode(),
@@ -221,7 +221,7 @@ def generate_baseline(jobs: list[Job], threads: int) -> dict:
     import torch
 
     import gemmaforge as gf
-    from gemmaforge.generate import Decoder
+    from gemmaforge.inference.generate import Decoder
 
     torch.set_num_threads(threads)
     model = gf.load_model(MODEL)

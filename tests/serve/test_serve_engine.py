@@ -10,8 +10,8 @@ from byte_tokenizer import ByteTokenizer
 from model_helpers import random_gemma
 
 import gemmaforge as gf
-from gemmaforge.generate import Decoder
-from gemmaforge.sampling import Sampling
+from gemmaforge.inference.generate import Decoder
+from gemmaforge.inference.sampling import Sampling
 from gemmaforge.serve.engine import Engine, FinishEvent, Params, QueueFull, Sequence, TokenEvent
 
 TOK = ByteTokenizer()

@@ -64,6 +64,10 @@ def test_completions_n_seed_logprobs_with_the_openai_client(client, tiny):
     assert r.choices[0].text != r.choices[1].text  # each choice samples from its own stream
     again = client.completions.create(**kw)
     assert [c.text for c in again.choices] == [c.text for c in r.choices]  # seeded
+    del kw["extra_body"]  # choice i is row i of gf.generate with the same seed
+    expected = gf.generate(*tiny, ["def f(x):", "def f(x):", "import os", "import os"], max_new_tokens=8,
+                           sampling=gf.Sampling(temperature=0.9, seed=5))
+    assert [c.text for c in client.completions.create(**kw).choices] == expected
     lp = r.choices[0].logprobs
     assert len(lp.tokens) == 8 and all(len(t) == 3 for t in lp.top_logprobs)
     assert all(v <= 0 for v in lp.token_logprobs) and "".join(lp.tokens) == r.choices[0].text

@@ -12,6 +12,7 @@ import contextlib
 import hmac
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,8 +27,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import GemmaForgeError
-from ..sampling import Sampling
-from .engine import Engine, Event, FinishEvent, Params, QueueFull, Sequence, TokenEvent, room_for, seed_for
+from ..inference.sampling import Sampling
+from .engine import Engine, Event, FinishEvent, Params, QueueFull, Sequence, TokenEvent, room_for
 from .protocol import ChatRequest, CompletionRequest, error, validation_error
 
 log = logging.getLogger("gemmaforge.serve")
@@ -210,6 +211,7 @@ class _Server:
         def sink(ev: Event) -> None:
             loop.call_soon_threadsafe(events.put_nowait, ev)
 
+        seed = random.randrange(2**63) if req.seed is None else req.seed
         seqs = []
         for pi, prompt in enumerate(prompts):
             try:
@@ -219,7 +221,7 @@ class _Server:
                              param="messages" if chat else "prompt", code="context_length_exceeded")
             for c in range(req.n):
                 index = pi * req.n + c
-                sampling = Sampling(_temperature(req.temperature), req.top_k, req.top_p, seed=seed_for(req.seed, index))
+                sampling = Sampling(_temperature(req.temperature), req.top_k, req.top_p, seed=seed)
                 params = Params(max_tokens, sampling, tuple(req.stop), req.n_logprobs, req.ignore_eos)
                 seqs.append(Sequence(prompt, params, sink, index))
         if len(seqs) > self.engine.max_queue:

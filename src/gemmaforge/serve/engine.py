@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
-from ..generate import TextStream
+from ..inference.generate import TextStream
+from ..inference.sampling import Sampling, choose
 from ..kv_cache import KVCache
 from ..model import Gemma
-from ..sampling import Sampling, choose
 from .metrics import Metrics
 
 log = logging.getLogger("gemmaforge.serve")
@@ -67,7 +67,9 @@ Event = TokenEvent | FinishEvent
 
 @dataclass(eq=False)
 class Sequence:
-    """One generation in flight. `sink` receives its events (called from the engine thread)."""
+    """One generation in flight. `sink` receives its events (called from the engine thread).
+    `index` is its choice number in the request, and its sample id: it samples from the random
+    stream of (seed, index), as row `index` of `gf.generate` does."""
 
     prompt: list[int]
     params: Params
@@ -194,7 +196,7 @@ class Engine:
                     for p in self.cache.slot_pos:  # forget the previous occupant's keys
                         p[row] = -1
                     s.stream = TextStream(self.tokenizer, s.params.stop)
-                    s.generator = torch.Generator().manual_seed(s.params.sampling.seed)
+                    s.generator = s.params.sampling.generators([s.index], self.device)[0]
                     self.metrics.prompt_tokens.inc(len(s.prompt))
             self.metrics.queue_depth.set(len(self.waiting))
 
@@ -290,9 +292,4 @@ def room_for(prompt_len: int, context: int, max_tokens: int | None) -> int:
     return room if max_tokens is None else min(max_tokens, room)
 
 
-def seed_for(seed: int | None, index: int) -> int:
-    """Choice `index` of a request samples from its own stream; no seed means a fresh random one."""
-    if seed is None:
-        return int(torch.randint(0, 2**62, ()).item())
-    return (seed * 1_000_003 + index) % 2**63 if index else seed % 2**63
 
