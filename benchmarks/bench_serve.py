@@ -302,7 +302,8 @@ def markdown(r: dict) -> str:
         lines += [f"## {engine}", "| clients | requests | errors | req/s | output tok/s | TTFT p50 / p99 ms "
                   "| ITL p50 / p99 ms | wall s |", "|---|---|---|---|---|---|---|---|"]
         for x in levels:
-            lines.append(f"| {x['clients']} | {x['requests']} | {x['errors']} | {x['requests_per_s']:.2f} | "
+            capped = " (fewer requests than clients)" if x["requests"] < x["clients"] else ""
+            lines.append(f"| {x['clients']}{capped} | {x['requests']} | {x['errors']} | {x['requests_per_s']:.2f} | "
                          f"{x['output_tok_per_s']:.1f} | {ms(x['ttft_p50_s'])} / {ms(x['ttft_p99_s'])} | "
                          f"{ms(x['itl_p50_s'])} / {ms(x['itl_p99_s'])} | {x['wall_s']:.0f} |")
         lines.append("")
@@ -325,7 +326,7 @@ def soak_markdown(s: dict, r: dict) -> str:
         f"Valid requests answered: {s['answered']}, lost: {s['lost']}, errors: {s['errors']}, duplicate response "
         f"ids: {s['duplicate_ids']}; malformed rejected with 4xx: {s['rejected_4xx']}.",
         f"Server RSS: {s['rss_after_warmup_mb']:.0f} MB after warm-up (20% of the run), {s['rss_end_mb']:.0f} MB "
-        f"at the end, {s['rss_max_mb']:.0f} MB at most.", ""])
+        f"at the end, {s['rss_max_mb']:.0f} MB at most. Exit status after SIGTERM: {s['exit_status']}.", ""])
 
 
 def parse_range(text: str) -> tuple[int, int]:
