@@ -4,6 +4,7 @@ mutation happens to be valid, 200), never 500; afterwards the engine still serve
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -71,6 +72,10 @@ def test_malformed_requests_never_hurt_the_server(srv):
     rejected = sum(400 <= s < 500 for s in statuses)
     print(f"{len(statuses)} generated requests: {rejected} rejected with 4xx, {statuses.count(200)} valid")
     assert rejected >= 200
+    metrics = http.get("/metrics").text  # the server counted each one under its status
+    counted = sum(float(m.group(1)) for m in re.finditer(
+        r'gemmaforge_requests_total\{endpoint="/v1/(?:chat/)?completions",status="4\d\d"\} (\S+)', metrics))
+    assert counted == rejected
     r = http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 5, "temperature": 0})
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1
     assert srv.engine.active == 0 and not srv.engine.waiting  # nothing left behind

@@ -165,7 +165,8 @@ class Engine:
                 self._wake.clear()
 
     def step(self) -> bool:
-        """One iteration: free, admit, one prefill chunk, one decode step. False when idle."""
+        """One iteration: free rows, admit, up to `prefill_chunk` prompt tokens, one decode step.
+        False when there was nothing to run."""
         for s in self.rows:
             if s is not None and s.cancelled:
                 self._free(s)
