@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve.cli import add_serve_arguments, serve_main
 
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server with continuous batching")
+    _add_model_args(p)
     add_serve_arguments(p)
     p.set_defaults(run=serve_main)
     return parser
