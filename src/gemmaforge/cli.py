@@ -250,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
 
+    from .rate.cli import add_rate_arguments, rate_main
+
+    p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
+    add_rate_arguments(p)
+    p.set_defaults(run=rate_main)
+
     from .serve.cli import add_serve_arguments, serve_main
 
     p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server with continuous batching")
