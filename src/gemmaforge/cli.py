@@ -236,7 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data.cli import add_data_arguments, data_main
     from .eval.cli import add_eval_arguments, eval_main
+    from .train.preference_run import add_dpo_arguments, add_reward_arguments, dpo_main, reward_main
     from .train.pretrain import add_pretrain_arguments, pretrain_main
+    from .train.rl import add_rlhf_arguments, rlhf_main
+    from .train.sft import add_sft_arguments, sft_main
 
     p = sub.add_parser("data", help="pre-training data: prepare shards, check the default corpus")
     add_data_arguments(p)
@@ -246,11 +249,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_arguments(p)
     p.set_defaults(run=pretrain_main)
 
+    p = sub.add_parser("sft", help="supervised fine-tuning: `sft --config FILE` trains (full or LoRA, torchrun "
+                                   "for DDP/FSDP2); `sft select` picks responses with a judge")
+    add_sft_arguments(p)
+    p.set_defaults(run=sft_main)
+    sft_verbs = p.add_subparsers(dest="sft_verb", metavar="{select}")
+
+    p = sub.add_parser("reward", help="reward models on preference pairs: train, score")
+    add_reward_arguments(p)
+    p.set_defaults(run=reward_main)
+
+    p = sub.add_parser("dpo", help="direct preference optimisation (sigmoid, IPO, robust) on preference pairs")
+    add_dpo_arguments(p)
+    p.set_defaults(run=dpo_main)
+
+    p = sub.add_parser("rlhf", help="policy optimisation against a reward (RLOO, GRPO) with the batched engine")
+    add_rlhf_arguments(p)
+    p.set_defaults(run=rlhf_main)
+
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
 
     from .rate.cli import add_rate_arguments, rate_main
+    from .selection.cli import add_select_parser
+
+    add_select_parser(sft_verbs)
 
     p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
     add_rate_arguments(p)

@@ -20,15 +20,18 @@ from torch import nn
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
-from ..util.argtypes import POSITIVE
+from ..util.argtypes import INTEGER, POSITIVE
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
 from .distributed import DistInfo, init_distributed, shutdown
 from .errors import Interrupted, TrainError
 from .loop import Trainer
+from .lora import LoraSettings, apply_lora
+from .modules import freeze
 from .objective import NextTokenObjective
 from .plot import plot_loss
+from .validation import LossValidation
 
 
 def init_weights(model: Gemma, std: float) -> None:
@@ -43,6 +46,33 @@ def init_weights(model: Gemma, std: float) -> None:
             nn.init.normal_(p, 0.0, out_std if name.endswith(("o_proj.weight", "down_proj.weight")) else std)
 
 
+def initial_model(config: TrainConfig, info: DistInfo) -> Gemma:
+    """The Gemma a run starts from: `model.init_from` loaded (any source gf.load_model takes) or a
+    fresh random init, the same on every rank; LoRA adapters (`[lora] targets`) and `model.freeze`
+    applied. Seeds the per-rank RNG."""
+    seed_everything(config.train.seed)  # the same initial weights on every rank
+    if config.model.init_from is not None:
+        model = load_start(config.model.init_from)
+    else:
+        model = Gemma(config.model.gemma_config())
+        init_weights(model, config.model.init_std)
+    if config.lora.targets:
+        lo = config.lora
+        apply_lora(model, LoraSettings(tuple(lo.targets), lo.rank, lo.alpha, lo.dropout))
+    freeze(model, config.model.freeze)
+    seed_everything(config.train.seed + info.rank)  # per-rank streams from here on (checkpointed)
+    return model
+
+
+def load_start(source: str) -> Gemma:
+    from ..weights import load_model
+
+    try:
+        return load_model(source)
+    except GemmaForgeError as e:
+        raise TrainError(f"model.init_from: {e}") from None
+
+
 def pretrain(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or continue, with `resume`) the pre-training `config` describes; return its summary,
     which is also written to `<out_dir>/summary.json` next to metrics.jsonl and loss.png."""
@@ -55,17 +85,16 @@ def pretrain(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
     started = time.perf_counter()
-    gemma_config = config.model.gemma_config()
     d, t = config.data, config.train
+    model = initial_model(config, info)
+    gemma_config = model.config
     train = open_blocks(d.train, d.seq_len, gemma_config.vocab_size, "data.train")
     val = open_blocks(d.val, d.seq_len, gemma_config.vocab_size, "data.val") if d.val else None
-    seed_everything(t.seed)  # the same initial weights on every rank
-    model = Gemma(gemma_config)
-    init_weights(model, config.model.init_std)
-    seed_everything(t.seed + info.rank)  # per-rank streams from here on (checkpointed)
     data = StepBatches(train, t.global_batch, t.micro_batch, d.seed, info.rank, info.world_size)
-    val_batches = eval_batches(val, config.eval.blocks, t.micro_batch, info.rank, info.world_size) if val else []
-    trainer = Trainer(model, NextTokenObjective(t.loss_chunk), data, config, info, val_batches)
+    objective = NextTokenObjective(t.loss_chunk)
+    validation = LossValidation(objective, eval_batches(val, config.eval.blocks, t.micro_batch, info.rank,
+                                                        info.world_size), info.device) if val else None
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=run_tokenizer(config))
     result = trainer.fit(resume)
     out = Path(config.out_dir)
     if result.tokens == 0 and (out / "summary.json").exists():  # a no-op --resume keeps the run's record
@@ -84,25 +113,59 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
     return summary
 
 
+def run_tokenizer(config: TrainConfig) -> Any:
+    """The tokenizer every checkpoint carries: `data.tokenizer`, else the one `gemmaforge data
+    prepare` left beside the training data; None (checkpoints without one) if neither exists."""
+    from ..tokenizer import TOKENIZER_FILE, load_tokenizer
+
+    source = config.data.tokenizer
+    if source is None and (Path(config.data.train) / TOKENIZER_FILE).is_file():
+        source = str(Path(config.data.train))
+    if source is None:
+        return None
+    try:
+        return load_tokenizer(source)
+    except GemmaForgeError as e:
+        raise TrainError(f"data.tokenizer: {e}") from None
+
+
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
     parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
                         help="torch threads per process (default: torch's choice; fewer on a busy machine)")
+    over = parser.add_argument_group("overrides of the config's fields")
+    over.add_argument("--max-steps", type=POSITIVE, metavar="N", help="train.max_steps")
+    over.add_argument("--out-dir", metavar="DIR", help="out_dir")
+    over.add_argument("--train-data", metavar="PATH", help="data.train")
+    over.add_argument("--val-data", metavar="PATH", help="data.val")
+    over.add_argument("--seed", type=INTEGER, help="train.seed")
+    over.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                      help="train.compile (--no-compile skips the minute of compilation a short run never repays)")
     return parser
+
+
+def config_with_overrides(args: argparse.Namespace) -> TrainConfig:
+    """The config file with the command line's overrides applied (and validated again)."""
+    config = TrainConfig.load(args.config)
+    changes = {"train": {"max_steps": args.max_steps, "seed": args.seed, "compile": args.compile},
+               "data": {"train": args.train_data, "val": args.val_data}}
+    sections = {k: {f: v for f, v in fields.items() if v is not None} for k, fields in changes.items()}
+    sections = {k: v for k, v in sections.items() if v}
+    if args.out_dir is not None:
+        sections["out_dir"] = args.out_dir
+    return config.replace(**sections) if sections else config
 
 
 def pretrain_main(args: argparse.Namespace) -> int:
     """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input. Ctrl-C or
     SIGTERM stops at the next step boundary with a checkpoint, and exits 130."""
     if args.threads is not None:
-        if args.threads < 1:
-            raise TrainError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     main_rank = os.environ.get("RANK", "0") == "0"
     try:
-        summary = pretrain(TrainConfig.load(args.config), resume=args.resume)
+        summary = pretrain(config_with_overrides(args), resume=args.resume)
     except Interrupted as e:
         if main_rank:
             print(f"gemmaforge pretrain: {e}", file=sys.stderr)
