@@ -174,8 +174,8 @@ def test_a_client_that_leaves_frees_its_row_at_once(srv):
     assert ran <= 20  # 3000 tokens would take 3000 steps; the row goes within a few
 
 
-def test_queue_full_is_429_and_timeouts_are_504(tiny):
-    with serving(*tiny, Settings(NAME, request_timeout=3), max_batch=1, max_queue=1) as s:
+def test_queue_full_is_429(tiny):
+    with serving(*tiny, max_batch=1, max_queue=1) as s:
         long = {"model": NAME, "prompt": "a", "max_tokens": 3000, "ignore_eos": True, "stream": True}
         with httpx.Client(timeout=30) as http, http.stream("POST", f"{s.url}/v1/completions", json=long) as first, \
                 http.stream("POST", f"{s.url}/v1/completions", json={**long, "prompt": "b"}):
@@ -185,13 +185,17 @@ def test_queue_full_is_429_and_timeouts_are_504(tiny):
             full = post(s, {"model": NAME, "prompt": "c", "max_tokens": 2}, "/v1/completions")
             err = assert_error(full, 429, "busy")
             assert full.headers["Retry-After"] == "1" and err["code"] == "rate_limit_exceeded"
-        slow = {"model": NAME, "prompt": "a", "max_tokens": 3000, "ignore_eos": True}
+
+
+def test_timeouts_are_504_and_free_the_row(tiny):
+    with serving(*tiny, Settings(NAME, request_timeout=0.3), context=4096) as s:
+        slow = {"model": NAME, "prompt": "a", "max_tokens": 4000, "ignore_eos": True}  # thousands of steps
         start = time.monotonic()
-        assert_error(post(s, slow, "/v1/completions"), 504, "timeout of 3 s")
-        assert time.monotonic() - start < 3.5
-        while s.engine.active:  # a timed-out request gives its row back too
+        assert_error(post(s, slow, "/v1/completions"), 504, "timeout of 0.3 s")
+        while s.engine.active:
             assert time.monotonic() - start < 5
             time.sleep(0.01)
+        assert s.engine.metrics.registry.get_sample_value("gemmaforge_completion_tokens_total") < 4000
 
 
 def test_api_key(tiny):
