@@ -121,5 +121,6 @@ def build_items(tok: Any, pairs: Sequence[Pair], seq_len: int) -> tuple[torch.Te
 def split_sides(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A batch [B, 2, 4, T] as [2B, T] ids, attention, completion mask (all chosen rows first, as
     TRL concatenates them) and the B pair indices."""
-    both = torch.cat([batch[:, 0], batch[:, 1]])
+    width = max(int(batch[:, :, 1].sum(-1).max()), 1)  # padding is on the right: columns past the longest row hold none
+    both = torch.cat([batch[:, 0], batch[:, 1]])[..., :width]
     return both[:, 0], both[:, 1], both[:, 2], batch[:, 0, 3, 0]
