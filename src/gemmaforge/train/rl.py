@@ -79,7 +79,7 @@ def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers,
     rewards, _ = total_rewards(specs, scorers, [p.text for p in prompts], replies, [p.meta for p in prompts])
     mean = sum(rewards) / len(rewards)
     var = sum((x - mean) ** 2 for x in rewards) / max(len(rewards) - 1, 1)
-    return {"mean_reward": mean, "stderr": (var / len(rewards)) ** 0.5, "n": len(rewards),
+    return {"mean_reward": mean, "stderr": (var / len(rewards)) ** 0.5, "n": len(rewards), "rewards": rewards,
             "examples": [{"prompt": p.text, "reply": r, "reward": w}
                          for p, r, w in list(zip(prompts, replies, rewards))[:5]]}
 
