@@ -11,7 +11,7 @@ import torch
 import gemmaforge as gf
 from gemmaforge.model import Gemma
 from gemmaforge.train.errors import TrainError
-from gemmaforge.train.lora import LoraSettings, LoRALinear, apply_lora, lora_layers, merge_lora
+from gemmaforge.train.lora import LoRALinear, LoraSettings, apply_lora, lora_layers, merge_lora
 
 SETTINGS = LoraSettings(("q_proj", "v_proj", "layers.1.mlp.down_proj"), rank=4, alpha=8.0)
 

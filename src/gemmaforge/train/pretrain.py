@@ -29,8 +29,8 @@ from .loop import Trainer
 from .lora import LoraSettings, apply_lora
 from .modules import freeze
 from .objective import NextTokenObjective
-from .validation import LossValidation
 from .plot import plot_loss
+from .validation import LossValidation
 
 
 def init_weights(model: Gemma, std: float) -> None:
