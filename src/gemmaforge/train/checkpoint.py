@@ -41,28 +41,20 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..config import GemmaConfig
+from ..weights.sources import STEP_PREFIX, step_dirs
 from ..weights.tensors import SHARDED, dcp_quietly, read_safetensors
 from .distributed import DistInfo, barrier
 from .errors import TrainError
 
-PREFIX = "step-"
 MODULE_FILE = "module.json"
 
-
 def step_dir(directory: Path, step: int) -> Path:
-    return directory / f"{PREFIX}{step:08d}"
+    return directory / f"{STEP_PREFIX}{step:08d}"
 
-
-def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary directories are never listed)."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
-                  and p.name[len(PREFIX):].isdigit())
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    found = list_checkpoints(directory)
+    found = step_dirs(directory)
     return found[-1] if found else None
 
 
@@ -133,7 +125,7 @@ def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: Gemma
         shutil.rmtree(final, ignore_errors=True)  # only when re-saving the very same step
         os.rename(tmp, final)
         _fsync(directory)
-        for old in list_checkpoints(directory)[:-keep]:
+        for old in step_dirs(directory)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final

@@ -126,6 +126,45 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class PreferenceSection:
+    """Reward modelling and DPO on preference pairs (train/preference.py)."""
+    margin: float = 0.0  # reward: Bradley–Terry margin the chosen reward must clear
+    val_fraction: float = 0.1  # pairs held out for validation when data.val is unset
+    beta: float = 0.1  # DPO: strength of the pull towards the reference
+    loss: Literal["sigmoid", "ipo", "robust"] = "sigmoid"  # DPO variant
+    label_smoothing: float = 0.0  # DPO robust: assumed rate of flipped preference labels, in [0, 0.5)
+
+
+@dataclass(frozen=True)
+class RewardSection:
+    """One part of an RL reward (train/rewards.py); the reward is the weighted sum of the parts."""
+    kind: Literal["function", "reasoning_gym", "reward_model"] = "function"
+    weight: float = 1.0
+    target: str = ""  # function: "module:function" or "file.py:function"; reward_model: a run or checkpoint
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RLSection:
+    """Policy optimisation against a reward (train/rl.py, docs/rlhf.md)."""
+    algorithm: Literal["rloo", "grpo"] = "rloo"
+    prompts: str = ""  # JSONL of {"prompt": …, meta…}, or "reasoning_gym:NAME" (a generator's questions)
+    prompts_size: int = 500  # questions drawn from a reasoning-gym generator
+    held_out: int = 50  # of those, kept for evaluation (never trained on)
+    k: int = 4  # samples per prompt
+    prompts_per_step: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    epochs: int = 1  # optimisation passes over each batch of rollouts (GRPO: several)
+    clip: float = 0.2  # ratio clipping of the surrogate
+    kl_coef: float = 0.05
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    kl_in_loss: bool = False  # False: -kl_coef * KL joins the reward; True: a loss term (GRPO's way)
+    no_eos_penalty: float = 0.0  # subtracted from the reward of a reply that never ends
+    rewards: list[RewardSection] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     out_dir: str = "runs/pretrain"
     model: ModelSection = field(default_factory=ModelSection)
@@ -136,6 +175,8 @@ class TrainConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
     lora: LoraSection = field(default_factory=LoraSection)
+    preference: PreferenceSection = field(default_factory=PreferenceSection)
+    rl: RLSection = field(default_factory=RLSection)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -182,6 +223,16 @@ def _validate(c: TrainConfig) -> None:
     need(c.lora.rank > 0, "lora.rank", "must be > 0")
     need(c.lora.alpha > 0, "lora.alpha", "must be > 0")
     need(0 <= c.lora.dropout < 1, "lora.dropout", "must be in [0, 1)")
+    need(c.preference.beta > 0, "preference.beta", "must be > 0")
+    need(0 <= c.preference.label_smoothing < 0.5, "preference.label_smoothing", "must be in [0, 0.5)")
+    need(0 <= c.preference.val_fraction < 1, "preference.val_fraction", "must be in [0, 1)")
+    need(c.rl.k >= 2, "rl.k", "must be >= 2 (RLOO's and GRPO's baselines come from a prompt's other samples)")
+    for name in ("rl.prompts_per_step", "rl.max_new_tokens", "rl.epochs", "rl.prompts_size"):
+        need(_get(c, name) > 0, name, "must be > 0")
+    for name in ("rl.temperature", "rl.clip"):
+        need(_get(c, name) > 0, name, "must be > 0")
+    for name in ("rl.kl_coef", "rl.no_eos_penalty", "rl.held_out"):
+        need(_get(c, name) >= 0, name, "must be >= 0")
     max_len = c.model.gemma_config().max_seq_len
     need(c.model.init_from is not None or c.data.seq_len <= max_len, "data.seq_len",
          f"must be <= model.max_seq_len ({max_len})")

@@ -11,8 +11,10 @@ names, so checkpoints, the frozen-base hash and `gf.save_model` after `merge_lor
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -87,6 +89,22 @@ def apply_lora(gemma: Gemma, settings: LoraSettings) -> list[str]:
 
 def lora_layers(module: nn.Module) -> list[tuple[str, LoRALinear]]:
     return [(n, m) for n, m in module.named_modules() if isinstance(m, LoRALinear)]
+
+
+@torch.no_grad()
+@contextlib.contextmanager
+def adapters_disabled(module: nn.Module) -> Iterator[None]:
+    """Run `module` as its base model: every LoRA update scaled to zero for the duration (RL's and
+    DPO's reference, with no second copy of the weights)."""
+    layers = lora_layers(module)
+    saved = [layer.scaling for _, layer in layers]
+    for _, layer in layers:
+        layer.scaling = 0.0
+    try:
+        yield
+    finally:
+        for (_, layer), scaling in zip(layers, saved):
+            layer.scaling = scaling
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
+from ..util.argtypes import POSITIVE
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
@@ -116,7 +117,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
                         help="torch threads per process (default: torch's choice; fewer on a busy machine)")
     return parser
 

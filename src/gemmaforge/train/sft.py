@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import GemmaForgeError
+from ..util.argtypes import POSITIVE
 from .config import TrainConfig
 from .data import StepBatches, eval_batches
 from .distributed import DistInfo, init_distributed, shutdown
@@ -130,17 +131,17 @@ def export(checkpoint: Path, directory: Path, tok: Any, hf: bool = False) -> Pat
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config (see docs/sft.md)")
+    parser.add_argument("--config", metavar="FILE", help="TOML training config (see docs/sft.md)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads per process")
+    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads per process")
     return parser
 
 
 def sft_main(args: argparse.Namespace) -> int:
+    if args.config is None:
+        raise TrainError("give --config FILE to train, or a step before it: gemmaforge sft select --help")
     if args.threads is not None:
-        if args.threads < 1:
-            raise TrainError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     main_rank = os.environ.get("RANK", "0") == "0"
     try:

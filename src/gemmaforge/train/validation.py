@@ -22,7 +22,9 @@ class Validation(Protocol):
 
 
 class LossValidation:
-    """Token-weighted mean loss over this rank's validation micro-batches, summed over ranks."""
+    """Token-weighted means over this rank's validation micro-batches, summed over ranks: the loss
+    (`val_loss`) and every other scalar the objective reports (`val_<name>`, e.g. a reward model's
+    pairwise accuracy)."""
 
     def __init__(self, objective: Objective, batches: Sequence[Any], device: torch.device) -> None:
         self.objective, self.batches, self.device = objective, batches, device
@@ -30,10 +32,20 @@ class LossValidation:
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         from .loop import to_device
 
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        names: list[str] = []
+        sums: torch.Tensor | None = None
         for batch in self.batches:
             loss, metrics = self.objective.loss(model, to_device(batch, self.device))
-            sums[0] += loss.double() * metrics[TOKENS]
-            sums[1] += metrics[TOKENS]
+            extra = {k: float(v) for k, v in metrics.items() if k != TOKENS}
+            if sums is None:
+                names = sorted(extra)
+                sums = torch.zeros(2 + len(names), dtype=torch.float64, device=self.device)
+            n = metrics[TOKENS]
+            sums += torch.tensor([float(loss.detach()) * n, n] + [extra[k] * n for k in names], dtype=torch.float64,
+                                 device=self.device)
+        if sums is None:
+            return {}
         sums = all_sum(sums)
-        return {"val_loss": float(sums[0] / sums[1])}
+        out = {"val_loss": float(sums[0] / sums[1])}
+        out.update({f"val_{k}": float(sums[2 + i] / sums[1]) for i, k in enumerate(names)})
+        return out
