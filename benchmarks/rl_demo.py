@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--kl-bound", type=float, default=1.0, help="stated bound on the mean per-reply KL (nats)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from the runs already on disk")
     args = ap.parse_args()
     import torch
 
@@ -133,28 +134,37 @@ def main() -> None:
     if args.steps:
         config = config.replace(train={"max_steps": args.steps})
     sft_config = TrainConfig.load(args.sft_config)
-    for run in (sft_config.out_dir, config.out_dir):  # a benchmark starts afresh
-        shutil.rmtree(run, ignore_errors=True)
-    write_data(Path(config.rl.prompts), Path(sft_config.data.train), args.size, args.sft_size, config.rl.held_out,
-               config.train.seed)
-    load_before, started = os.getloadavg(), time.perf_counter()
-    sft_summary = sft(sft_config)
-    sft_s = time.perf_counter() - started
-    summary = rlhf(config)
-    wall = time.perf_counter() - started
+    if args.report_only:
+        previous = json.loads((args.out / "rl_demo.json").read_text())["env"]
+        load_before = previous["load_before"]
+        sft_summary, summary = (json.loads((Path(c.out_dir) / "summary.json").read_text()) for c in (sft_config, config))
+        sft_s, wall = sft_summary["wall_s"], sft_summary["wall_s"] + summary["wall_s"]
+    else:
+        for run in (sft_config.out_dir, config.out_dir):  # a benchmark starts afresh
+            shutil.rmtree(run, ignore_errors=True)
+        write_data(Path(config.rl.prompts), Path(sft_config.data.train), args.size, args.sft_size,
+                   config.rl.held_out, config.train.seed)
+        load_before, started = os.getloadavg(), time.perf_counter()
+        sft_summary = sft(sft_config)
+        sft_s = time.perf_counter() - started
+        summary = rlhf(config)
+        wall = time.perf_counter() - started
     rows = [json.loads(line) for line in (Path(config.out_dir) / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "rollout/reward" in r]
     before, after = summary["held_out_before"], summary["held_out_after"]
     n = before["n"]
-    test = paired(before["rewards"], after["rewards"])
+    # score_answer gives partial credit (e.g. 0.01-0.08) to a wrong number: correct means a full score
+    right_before, right_after = ([float(x >= 1.0) for x in h["rewards"]] for h in (before, after))
+    test = paired(right_before, right_after)
     kl_max = max(r["rollout/kl"] for r in rows)
     report = {
         "task": {"dataset": "basic_arithmetic", **TASK, "prompt": prompt_text("{question}"), "size": args.size,
                  "sft_size": args.sft_size},
         "config": config.to_dict(), "steps": summary["steps"], "wall_s": wall, "sft_s": sft_s,
         "sft": {"steps": sft_summary.get("steps"), "train_loss": sft_summary.get("train_loss")}, "train_s": summary["train_s"],
-        "held_out": {"n": n, "before": before["mean_reward"], "after": after["mean_reward"],
-                     "before_ci95": wilson(sum(before["rewards"]), n), "after_ci95": wilson(sum(after["rewards"]), n),
+        "held_out": {"n": n, "before": sum(right_before) / n, "after": sum(right_after) / n,
+                     "before_ci95": wilson(sum(right_before), n), "after_ci95": wilson(sum(right_after), n),
+                     "mean_reward_before": before["mean_reward"], "mean_reward_after": after["mean_reward"],
                      **test},
         "kl": {"bound": args.kl_bound, "max_rollout_kl": kl_max, "last_rollout_kl": rows[-1]["rollout/kl"],
                "within_bound": kl_max <= args.kl_bound},
@@ -196,7 +206,7 @@ def markdown(r: dict) -> str:
         f"(`configs/rl-arithmetic-sft.toml`, {r['sft_s'] / 60:.1f} min; the pretrained model echoes the question "
         "and scores 0), merged; LoRA for RL is new on top of it.\n\n"
         f"## Held-out accuracy ({h['n']} prompts never trained on, greedy)\n\n"
-        "| | accuracy | 95% interval (Wilson) |\n|---|---|---|\n"
+        "| | accuracy (exact answers) | 95% interval (Wilson) |\n|---|---|---|\n"
         f"| before | {h['before']:.3f} | [{h['before_ci95'][0]:.3f}, {h['before_ci95'][1]:.3f}] |\n"
         f"| after | {h['after']:.3f} | [{h['after_ci95'][0]:.3f}, {h['after_ci95'][1]:.3f}] |\n\n"
         f"Paired on the same prompts: difference {h['diff']:+.3f}, bootstrap 95% interval "
@@ -209,6 +219,8 @@ def markdown(r: dict) -> str:
         "tokens/s on average.\n\n![curve](rl_demo.png)\n\n"
         "## Example held-out replies (greedy)\n\n| question | before | after |\n|---|---|---|\n"
         f"{ex}\n\n"
+        f"Mean reward (with score_answer's partial credit for a wrong number): {h['mean_reward_before']:.3f} before, "
+        f"{h['mean_reward_after']:.3f} after.\n\n"
         f"{r['env']['cpu']}, torch {r['env']['torch']}. Load average {r['env']['load_before'][0]:.1f} before / "
         f"{r['env']['load_after'][0]:.1f} after: a shared, busy machine (2 cores, several other jobs); the "
         "times are not a quiet machine's.\n")
