@@ -217,6 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
+
+    from .safety.cli import add_filter_arguments, filter_main
+
+    sft = sub.add_parser("sft", help="supervised fine-tuning data tools").add_subparsers(dest="sft_verb", required=True)
+    p = sft.add_parser("filter", help="drop unsafe rows and mask personal data, every drop with a reason")
+    add_filter_arguments(p)
+    p.set_defaults(run=filter_main)
     return parser
 
 

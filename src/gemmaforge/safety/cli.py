@@ -1,0 +1,48 @@
+"""`gemmaforge sft filter`: argument parsing and main; the work is `filter_pairs`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from ..paths import writable_dir
+from .filter import PII_MODES, filter_pairs
+from .report import write_outputs
+from .rows import read_rows
+
+
+def add_filter_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", type=Path, required=True,
+                   help='chat JSONL ({"messages": [...]}) or prompt/response JSONL')
+    p.add_argument("--output", type=Path, required=True,
+                   help="directory for kept.jsonl, drops.jsonl, report.json, report.md")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="drop a row whose unsafe probability is >= this (default: the shipped head's)")
+    p.add_argument("--pii", choices=PII_MODES, default="mask",
+                   help="personal data (e-mail, phone, Luhn-valid card numbers): mask it (default), drop the row, "
+                        "or leave it")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+
+
+def filter_main(args: argparse.Namespace) -> None:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise InputError(f"--threshold must be within [0, 1], got {args.threshold}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+        torch.set_num_threads(args.threads)
+    if not args.input.is_file():
+        raise InputError(f"--input {args.input}: no such file")
+    out = writable_dir(args.output, InputError, "--output")
+    parsed = list(read_rows(args.input))  # every row checked before the model loads
+    result = filter_pairs([row for _, row in parsed], threshold=args.threshold, pii=args.pii,
+                          lines=[line for line, _ in parsed], batch_size=args.batch_size, progress=True)
+    report = write_outputs(result, out, str(args.input), args.pii)
+    reasons = ", ".join(f"{k} {v}" for k, v in report["drops_by_reason"].items()) or "none"
+    print(f"{report['rows']} rows: {report['kept']} kept, {report['dropped']} dropped ({reasons}); "
+          f"wrote {out}/")
