@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 
 SHORT = "The history of the city of Rome begins"
 
@@ -43,7 +43,7 @@ def run_gemmaforge(args) -> dict:
     import torch
 
     import gemmaforge as gf
-    from gemmaforge.generate import Decoder
+    from gemmaforge.inference.generate import Decoder
 
     torch.set_num_threads(args.threads)
     load_s, model = timed(lambda: gf.load_model("gemma3-270m"))

@@ -70,7 +70,7 @@ def _is_prose(name: str) -> bool:
 def build_corpus(directory: Path) -> dict:
     """tokenizer/, train/ and val/ (prepared data directories) under `directory`."""
     from gemmaforge.data import DataConfig, DedupConfig, SourceConfig, prepare
-    from gemmaforge.tokenizer_train import train_tokenizer
+    from gemmaforge.tokenizer.train import train_tokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     docs = documents()

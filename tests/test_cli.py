@@ -86,7 +86,7 @@ def test_chat_survives_ctrl_c_and_errors_in_a_reply(model_dir, capsys, monkeypat
 
 def test_generate_strips_the_newline_that_piping_adds(model_dir, monkeypatch):
     seen = []
-    module = sys.modules["gemmaforge.generate"]  # `gemmaforge.generate` is also the function
+    module = sys.modules["gemmaforge.inference.generate"]  # `gemmaforge.inference.generate` is also the function
     monkeypatch.setattr(module, "stream", lambda model, tok, prompt, *a, **k: seen.append(prompt) or iter(()))
     monkeypatch.setattr("sys.stdin", io.StringIO("def f(x):\n"))
     assert main(["generate", "--model", str(model_dir)]) == 0

@@ -12,7 +12,7 @@ import pytest
 from gemmaforge.cli import main as cli_main
 from gemmaforge.errors import InputError
 from gemmaforge.tokenizer import load_tokenizer
-from gemmaforge.tokenizer_train import special_pieces, train_tokenizer
+from gemmaforge.tokenizer.train import special_pieces, train_tokenizer
 
 UNSEEN = ["日本語のテキスト", "Ünïcödé ∑ ≠ ∞", "🧑‍💻👨‍👩‍👧‍👦", "\x00\x01\x7f", "Привет, мир", "नमस्ते",
           "  two  spaces,\ttabs\t\tand\n\nnewlines  ", "<start_of_turn>user\nhi<end_of_turn>", ""]
@@ -120,7 +120,7 @@ def test_output_is_checked_before_training(corpus, tmp_path, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("trained although the output is unusable")
 
-    monkeypatch.setattr("gemmaforge.tokenizer_train._train", never)
+    monkeypatch.setattr("gemmaforge.tokenizer.train._train", never)
     (tmp_path / "afile").write_text("keep")
     with pytest.raises(InputError, match=f"{tmp_path / 'afile'}: exists and is not a directory"):
         train_tokenizer(corpus[:1], 600, tmp_path / "afile")

@@ -2,12 +2,9 @@
 
 from .config import GemmaConfig
 from .errors import CheckpointError, ConfigError, GemmaForgeError, InputError, TokenizerError
-from .generate import generate, stream
+from .inference import ChatSession, Sampling, generate, stream
 from .model import Gemma
-from .sampling import Sampling
-from .session import ChatSession
-from .tokenizer import Tokenizer, load_tokenizer
-from .tokenizer_train import train_tokenizer
+from .tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from .weights import export_hf, load_model, save_model
 
 __all__ = [

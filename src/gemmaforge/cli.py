@@ -44,7 +44,7 @@ def _info(args: argparse.Namespace) -> None:
 
 def _convert(args: argparse.Namespace) -> None:
     from .errors import TokenizerError
-    from .tokenizer import load_tokenizer
+    from .tokenizer.tokenizer import load_tokenizer
     from .weights import export_hf, load_model, save_model
     from .weights.tensors import check_output
 
@@ -60,7 +60,7 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from .tokenizer import load_tokenizer
+    from .tokenizer.tokenizer import load_tokenizer
     from .weights import load_model
 
     if args.threads is not None:
@@ -71,26 +71,26 @@ def _load(args: argparse.Namespace):
 
 
 def _sampling(args: argparse.Namespace):
-    from .sampling import Sampling
+    from .inference.sampling import Sampling
 
     return Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from .generate import stream
+    from .inference.generate import stream
 
     s = _sampling(args)  # bad settings fail before the model loads
     model, tok = _load(args)
     prompts = args.prompt or [sys.stdin.read().removesuffix("\n")]  # `echo ... |` adds a newline
     for prompt in prompts:
-        for delta in stream(model, tok, prompt, args.max_new_tokens, s.temperature, s.top_k, s.top_p,
-                            s.repetition_penalty, s.seed, stop=args.stop, truncate=args.truncate):
+        for delta in stream(model, tok, prompt, args.max_new_tokens, stop=args.stop, truncate=args.truncate,
+                            sampling=s):
             print(delta, end="", flush=True)
         print()
 
 
 def _chat(args: argparse.Namespace) -> None:
-    from .session import ChatSession
+    from .inference.chat_session import ChatSession
 
     sampling = _sampling(args)
     model, tok = _load(args)
@@ -135,8 +135,8 @@ def _reply(session, text: str, interactive: bool) -> None:
 
 
 def _tokenizer_train(args: argparse.Namespace) -> None:
-    from .tokenizer import TOKENIZER_FILE
-    from .tokenizer_train import run_train
+    from .tokenizer.tokenizer import TOKENIZER_FILE
+    from .tokenizer.train import run_train
 
     tok = run_train(args)
     print(f"wrote {args.output / TOKENIZER_FILE}: {tok.vocab_size} pieces, "
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenizer", help="tokenizer tools")
     tsub = p.add_subparsers(dest="tokenizer_verb", required=True)
-    from .tokenizer_train import add_train_args
+    from .tokenizer.train import add_train_args
 
     t = tsub.add_parser("train", help="train a Gemma-style SentencePiece tokenizer on text files")
     add_train_args(t)

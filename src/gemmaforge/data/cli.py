@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .config import BACKENDS, DataConfig
-from .default_corpus import default_config, default_corpus_status, format_status
+from .config import BACKENDS, DataConfig, default_config
+from .default_corpus import default_corpus_status, format_status
 from .errors import DataError
 from .filters.quality import QualityClassifier, load_labelled_jsonl
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from ..tokenizer import load_tokenizer
+from ..tokenizer.tokenizer import load_tokenizer
 from .config import DataConfig, FilterConfig
 from .decontam import EvalNgrams
 from .dedup import MinHasher, exact_key, near_duplicates

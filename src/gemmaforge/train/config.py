@@ -9,16 +9,13 @@ key overrides one of its fields.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
-
 from ..config import GemmaConfig
 from ..errors import ConfigError
+from ..util import configfile
 from .errors import TrainError
 
 
@@ -127,13 +124,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        try:
-            table = tomllib.loads(path.read_text("utf-8"))
-        except OSError as e:
-            raise TrainError(f"cannot read config {path}: {e.strerror or e}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise TrainError(f"config {path} is not valid TOML: {e}") from None
+        table = configfile.read_table(path, TrainError)
         try:
             return cls.from_dict(table)
         except TrainError as e:
@@ -141,7 +132,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, table: dict[str, Any]) -> TrainConfig:
-        return _build(cls, table, "")
+        return configfile.build(cls, table, "", TrainError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,45 +173,3 @@ def _get(c: TrainConfig, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _build(cls: type, table: Any, where: str) -> Any:
-    """Instantiate dataclass `cls` from a TOML table, converting and checking each field's type."""
-    if not isinstance(table, dict):
-        raise TrainError(f"{where or 'config'}: expected a table, got {table!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    extras = next((f.name for f in fields.values() if f.metadata.get("extras")), None)
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{where}.{key}" if where else key
-        if key in fields and key != extras:
-            kwargs[key] = _convert(value, hints[key], name)
-        elif key == extras:  # as `to_dict` writes it
-            kwargs.setdefault(extras, {}).update(_convert(value, hints[key], name))
-        elif extras:
-            kwargs.setdefault(extras, {})[key] = value
-        else:
-            raise TrainError(f"{name}: unknown field; {where or 'the top level'} has: {', '.join(fields)}")
-    return cls(**kwargs)
-
-
-def _convert(value: Any, tp: Any, name: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, name)
-    if origin in (typing.Union, types.UnionType):  # `X | None`: TOML has no null, so None = omitted
-        if value is None:
-            return None
-        return _convert(value, next(a for a in args if a is not type(None)), name)
-    if origin is Literal:
-        if value not in args:
-            raise TrainError(f"{name}: must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, bool, str) and type(value) is tp:
-        return value
-    if origin is dict and isinstance(value, dict):
-        return value
-    raise TrainError(f"{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}")

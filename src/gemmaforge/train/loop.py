@@ -21,7 +21,7 @@ import torch
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
-from ..paths import writable_dir
+from ..util.paths import writable_dir
 from .checkpoint import check_compatible, latest_checkpoint, load_checkpoint, read_meta, remove_partial, save_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_sum

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..config import GemmaConfig
 from ..model import Gemma, check_dtype
-from ..sources import resolve
-from ..tokenizer import Tokenizer
 from . import gemma_pytorch, gguf_file, hf, native
+from .sources import resolve
+
+if TYPE_CHECKING:
+    from ..tokenizer import Tokenizer
 
 
 def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,

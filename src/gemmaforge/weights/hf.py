@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..model import Gemma
-from ..tokenizer import Tokenizer
 from .hf_config import from_hf_config, to_hf_config
 from .hf_names import hf_names
 from .tensors import atomic_dir, build_model, read_safetensors_dir
+
+if TYPE_CHECKING:
+    from ..tokenizer import Tokenizer
 
 # transformers reads tokenizer.model with these settings; without add_bos_token it would add no <bos>.
 _TOKENIZER_CONFIG = {"tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": False,

@@ -7,6 +7,7 @@ folder instead of model.safetensors; `load` joins its shards.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
@@ -14,8 +15,10 @@ from safetensors.torch import save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError, ConfigError
 from ..model import Gemma
-from ..tokenizer import Tokenizer
 from .tensors import SHARDED, atomic_dir, build_model, read_safetensors, read_sharded
+
+if TYPE_CHECKING:
+    from ..tokenizer import Tokenizer
 
 
 def save(model: Gemma, directory: str | Path, tokenizer: Tokenizer | None = None, overwrite: bool = False) -> Path:

@@ -11,12 +11,17 @@ front of the first user turn as "{system}\n\n{user}" (the system text itself is 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .errors import InputError
+from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+
+class _OffsetEncoder(Protocol):
+    """What rendering ids needs of a tokenizer (the template knows no tokenizer class)."""
+
+    family: int
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[int]]: ...
 
 _ROLES = {"user": "user", "model": "model", "assistant": "model"}
 
@@ -27,7 +32,7 @@ def render_text(messages: Sequence[Mapping], family: int, add_generation_prompt:
     return "".join(text for text, _ in _parts(messages, family, add_generation_prompt, system))
 
 
-def render_ids(tok: Tokenizer, messages: Sequence[Mapping], add_generation_prompt: bool = False,
+def render_ids(tok: _OffsetEncoder, messages: Sequence[Mapping], add_generation_prompt: bool = False,
                system: str | None = None) -> tuple[list[int], list[int]]:
     r"""(ids, loss_mask) of the rendered conversation. A token is trained on (mask 1) when it starts
     inside a model turn's content or its closing <end_of_turn>; the "<start_of_turn>model\n" header,

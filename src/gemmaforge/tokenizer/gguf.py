@@ -24,7 +24,8 @@ from typing import Any
 
 from sentencepiece import sentencepiece_model_pb2 as pb
 
-from .errors import TokenizerError
+from ..config import ARCH_FAMILY
+from ..errors import TokenizerError
 
 # GGUF token types (llama.cpp's SentencePieceTokenTypes).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -33,8 +34,6 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 # are not trusted: some converted files carry wrong values (all 1), the piece names never lie.
 CONTROL_PIECES = ("<pad>", "<eos>", "<bos>")
 UNK_PIECE = "<unk>"
-
-_ARCH_FAMILY = {"gemma": 1, "gemma2": 2, "gemma3": 3}
 
 # GGUF value types -> struct format of one scalar.
 _SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
@@ -95,7 +94,7 @@ def _parse_header(buf: mmap.mmap, path: Path) -> dict[str, Any]:
 
 def family_from_gguf(meta: dict[str, Any]) -> int | None:
     """Gemma generation (1, 2, 3) named by general.architecture, or None for anything else."""
-    return _ARCH_FAMILY.get(meta.get("general.architecture", ""))
+    return ARCH_FAMILY.get(meta.get("general.architecture", ""))
 
 
 def model_proto_from_gguf(path: Path, meta: dict[str, Any] | None = None) -> pb.ModelProto:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import GemmaForgeError, InputError
+from ..errors import GemmaForgeError, InputError
 
 
 def read_jsonl(path: str | Path, error: type[GemmaForgeError] = InputError) -> Iterator[tuple[int, dict[str, Any]]]:

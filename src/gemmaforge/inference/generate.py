@@ -2,7 +2,8 @@
 
 `Decoder` works on token ids and yields one token per row per step; `generate` and `stream` put
 a tokenizer around it. Prompts of different lengths are left-padded into one batch; positions
-count real tokens only, so each row decodes exactly as it would alone.
+count real tokens only, so each row decodes as it would alone (token for token in float32; in
+bfloat16 padding changes the rounding of batched matmuls, so long greedy texts can drift).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Protocol
 
 import torch
 
-from .errors import InputError
-from .kv_cache import KVCache, PromptCache
-from .model import Gemma
+from ..errors import InputError
+from ..kv_cache import KVCache, PromptCache
+from ..model import Gemma
 from .sampling import Sampling, choose
 
 PREFILL_CHUNK = 1024  # prompt tokens per forward pass
@@ -54,13 +55,15 @@ class Decoder:
 
     Each step yields a list with the new token id of every row, or None for rows that have
     finished (a stop id, `max_new_tokens`, or `finish(row)` called by the consumer).
+    Row i samples from its own random stream, seeded from (sampling.seed, sample_ids[i]);
+    `sample_ids` defaults to 0, 1, 2, ... so copies of one prompt give different samples.
     With a `prompt_cache` (one prompt only), the prompt's prefix already in that cache is not
     computed again, and the cache keeps this generation for the next one.
     """
 
     def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False,
-                 prompt_cache: PromptCache | None = None):
+                 prompt_cache: PromptCache | None = None, sample_ids: Sequence[int] | None = None):
         ctx = model.config.max_seq_len
         self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
         if prompt_cache is not None and len(self.prompts) != 1:
@@ -70,7 +73,9 @@ class Decoder:
         self.model, self.sampling, self.max_new_tokens = model, sampling, max_new_tokens
         self.stop_ids = frozenset(stop_ids)
         self.done = [max_new_tokens == 0] * len(self.prompts)
-        self.generators = [torch.Generator().manual_seed(sampling.seed) for _ in self.prompts]
+        self.sample_ids = list(range(len(self.prompts)) if sample_ids is None else sample_ids)
+        if len(self.sample_ids) != len(self.prompts):
+            raise InputError(f"{len(self.sample_ids)} sample ids for {len(self.prompts)} prompts")
 
     def finish(self, row: int) -> None:
         self.done[row] = True
@@ -104,10 +109,11 @@ class Decoder:
             for i, p in enumerate(self.prompts):
                 seen[i, torch.tensor(p, device=device)] = True
         cache, logits = self._prefill(device)
+        generators = [] if self.sampling.greedy else self.sampling.generators(self.sample_ids, logits.device)
         fed = list(self.prompts[0]) if self.prompt_cache is not None else []  # what its cache holds
         try:
             for step in range(self.max_new_tokens):
-                nxt = choose(logits[:, -1].float(), self.sampling, seen, self.generators).cpu()
+                nxt = choose(logits[:, -1].float(), self.sampling, seen, generators).cpu()
                 toks = nxt.tolist()
                 out: list[int | None] = []
                 for row, tok in enumerate(toks):
@@ -181,24 +187,37 @@ class TextStream:
         return delta
 
 
-def _setup(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]],
-           max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-           repetition_penalty: float, seed: int, add_bos: bool, truncate: bool,
-           prompt_cache: PromptCache | None = None) -> Decoder:
+def _setup(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]], max_new_tokens: int,
+           sampling: Sampling, add_bos: bool, truncate: bool, prompt_cache: PromptCache | None = None,
+           sample_ids: Sequence[int] | None = None) -> Decoder:
     ids = [tokenizer.encode(p, add_bos=add_bos) if isinstance(p, str) else list(p) for p in prompts]
-    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
     stop_ids = {tokenizer.eos_id, getattr(tokenizer, "end_of_turn_id", tokenizer.eos_id)}
-    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate, prompt_cache)
+    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate, prompt_cache, sample_ids)
+
+
+def resolve_sampling(sampling: Sampling | None, temperature: float, top_k: int | None, top_p: float | None,
+                     repetition_penalty: float, seed: int) -> Sampling:
+    """`sampling` if given, else one built from the separate keywords (not both: one would be ignored)."""
+    loose = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    if sampling is None:
+        return loose
+    if loose != Sampling():
+        raise InputError("pass either sampling=Sampling(...) or temperature/top_k/top_p/repetition_penalty/seed, "
+                         "not both")
+    return sampling
 
 
 def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], max_new_tokens: int = 64,
            temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
            repetition_penalty: float = 1.0, seed: int = 0, stop: Sequence[str] = (), add_bos: bool = True,
-           truncate: bool = False, prompt_cache: PromptCache | None = None) -> Iterator[str]:
+           truncate: bool = False, prompt_cache: PromptCache | None = None, *, sampling: Sampling | None = None,
+           sample_id: int = 0) -> Iterator[str]:
     """Yield the continuation of one prompt as text deltas, as soon as each is complete.
-    A `prompt_cache` carried from call to call skips recomputing the prefix the prompts share."""
-    dec = _setup(model, tokenizer, [prompt], max_new_tokens, temperature, top_k, top_p,
-                 repetition_penalty, seed, add_bos, truncate, prompt_cache)
+    A `prompt_cache` carried from call to call skips recomputing the prefix the prompts share.
+    `sample_id` picks the random stream: (seed, k) gives what row k of a batch would."""
+    sampling = resolve_sampling(sampling, temperature, top_k, top_p, repetition_penalty, seed)
+    dec = _setup(model, tokenizer, [prompt], max_new_tokens, sampling, add_bos, truncate, prompt_cache,
+                 [sample_id])
     text = TextStream(tokenizer, stop)
     for (tok,) in dec:
         if tok is None or tok in dec.stop_ids:
@@ -217,12 +236,14 @@ def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], 
 def generate(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]],
              max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
              top_p: float | None = None, repetition_penalty: float = 1.0, seed: int = 0,
-             stop: Sequence[str] = (), add_bos: bool = True, truncate: bool = False) -> list[str]:
-    """Continuations of a batch of prompts (strings, or token id lists used as given)."""
+             stop: Sequence[str] = (), add_bos: bool = True, truncate: bool = False, *,
+             sampling: Sampling | None = None, sample_ids: Sequence[int] | None = None) -> list[str]:
+    """Continuations of a batch of prompts (strings, or token id lists used as given).
+    Row i samples from the stream of (seed, sample_ids[i]), by default (seed, i)."""
     if isinstance(prompts, str):
         raise InputError("generate takes a list of prompts; wrap a single prompt in a list")
-    dec = _setup(model, tokenizer, prompts, max_new_tokens, temperature, top_k, top_p,
-                 repetition_penalty, seed, add_bos, truncate)
+    sampling = resolve_sampling(sampling, temperature, top_k, top_p, repetition_penalty, seed)
+    dec = _setup(model, tokenizer, prompts, max_new_tokens, sampling, add_bos, truncate, None, sample_ids)
     streams = [TextStream(tokenizer, stop) for _ in prompts]
     for step in dec:
         for row, tok in enumerate(step):

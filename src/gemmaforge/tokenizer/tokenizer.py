@@ -23,9 +23,11 @@ from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as pb
 from sentencepiece import sentencepiece_pb2
 
-from .errors import CheckpointError, InputError, TokenizerError
-from .paths import write_atomic
-from .sources import resolve
+from ..config import ARCH_FAMILY
+from ..errors import CheckpointError, InputError, TokenizerError
+from ..util.paths import write_atomic
+from ..weights.sources import resolve
+from .chat_template import render_ids, render_text
 
 TOKENIZER_FILE = "tokenizer.model"
 
@@ -33,7 +35,6 @@ TOKENIZER_FILE = "tokenizer.model"
 _REQUIRED = {"pad": "<pad>", "eos": "<eos>", "bos": "<bos>", "unk": "<unk>",
              "start_of_turn": "<start_of_turn>", "end_of_turn": "<end_of_turn>"}
 _OPTIONAL = {"mask": "<mask>"}
-_MODEL_TYPE_FAMILY = {"gemma": 1, "gemma2": 2, "gemma3": 3, "gemma3_text": 3}
 
 
 class Tokenizer:
@@ -163,13 +164,11 @@ class Tokenizer:
                             system: str | None = None) -> str:
         """The conversation as the model was trained to see it, starting with "<bos>".
         `encode(result)` gives its ids (one BOS). `system`: "fold" or "refuse" (default by family)."""
-        from .chat import render_text
         return render_text(messages, self.family, add_generation_prompt, system)
 
     def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = False,
                     system: str | None = None) -> tuple[list[int], list[int]]:
         """(ids, loss_mask): mask 1 on tokens of model turns (content and closing <end_of_turn>)."""
-        from .chat import render_ids
         return render_ids(self, messages, add_generation_prompt, system)
 
     # -- saving --------------------------------------------------------------------------
@@ -200,7 +199,7 @@ def load_tokenizer(source: str | Path, family: int | None = None) -> Tokenizer:
     except CheckpointError as e:
         raise TokenizerError(str(e)) from None
     if src.kind == "gguf":
-        from .tokenizer_gguf import family_from_gguf, model_proto_from_gguf, read_gguf_metadata
+        from .gguf import family_from_gguf, model_proto_from_gguf, read_gguf_metadata
         meta = read_gguf_metadata(src.path)
         proto = model_proto_from_gguf(src.path, meta).SerializeToString()
         return Tokenizer(proto, family or family_from_gguf(meta), origin=str(src.path))
@@ -234,7 +233,7 @@ def _family_from_config(folder: Path) -> int | None:
         return None
     if isinstance(cfg.get("family"), int):
         return cfg["family"]
-    return _MODEL_TYPE_FAMILY.get(cfg.get("model_type", ""))
+    return ARCH_FAMILY.get(cfg.get("model_type", ""))
 
 
 def _byte_to_char(text: str) -> list[int]:

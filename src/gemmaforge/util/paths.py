@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import GemmaForgeError
+from ..errors import GemmaForgeError
 
 
 def writable_dir(path: str | Path, error: type[GemmaForgeError], what: str) -> Path:

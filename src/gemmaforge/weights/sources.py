@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 Kind = Literal["gguf", "hf", "native", "gemma_pytorch"]
 

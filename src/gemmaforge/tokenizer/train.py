@@ -24,8 +24,8 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from .errors import InputError, TokenizerError
-from .paths import write_atomic
+from ..errors import InputError, TokenizerError
+from ..util.paths import write_atomic
 from .tokenizer import TOKENIZER_FILE, Tokenizer
 
 _FAMILY_EXTRAS = {1: ["<2mass>", "[@BOS@]"], 2: ["<2mass>", "[@BOS@]"], 3: ["[multimodal]"]}
