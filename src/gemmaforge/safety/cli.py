@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ..paths import writable_dir
+from ..util.paths import writable_dir
 from .filter import PII_MODES, filter_pairs
 from .report import write_outputs
 from .rows import read_rows

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..paths import write_atomic
+from ..util.paths import write_atomic
 
 WEIGHTS_FILE, META_FILE = "head.safetensors", "head.json"
 

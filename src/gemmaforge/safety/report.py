@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..paths import write_atomic
+from ..util.paths import write_atomic
 from .filter import FilterResult
 
 KEPT, DROPS, REPORT_JSON, REPORT_MD = "kept.jsonl", "drops.jsonl", "report.json", "report.md"

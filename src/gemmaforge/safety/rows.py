@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..jsonl import read_jsonl
+from ..util.jsonl import read_jsonl
 
 ROLES = {"system": "system", "user": "user", "model": "model", "assistant": "model"}
 
