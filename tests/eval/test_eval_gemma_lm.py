@@ -3,6 +3,7 @@ forward passes; generation is batched through the engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -111,10 +112,42 @@ def test_kv_cache_repeat_copies_a_prefill_into_n_rows(tiny_model):
             assert torch.allclose(got[i], want[0], atol=1e-5)
 
 
-def test_chat_template_wraps_prompts(tiny_model, char_tokenizer):
-    lm = GemmaLM(tiny_model, char_tokenizer, chat=True)
-    ctx, cont = lm._encode_pair(LoglikRequest("Q?", " yes"))
-    assert char_tokenizer.decode(ctx) == "<user>Q?</user><model>" and char_tokenizer.decode(cont) == "yes"
+@pytest.fixture(scope="module")
+def real_tok():
+    return gemmaforge.load_tokenizer("gemma3-270m")
+
+
+@pytest.fixture(scope="module")
+def full_vocab_model():
+    """A tiny random Gemma with gemma3's 262,144-token vocabulary, for the real tokenizer."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(gemmaforge.GemmaConfig.preset("tiny-gemma3"), vocab_size=262_144)
+    return model_mod.Gemma(cfg).eval()
+
+
+def test_chat_mode_keeps_the_templates_newline_in_the_context(full_vocab_model, real_tok):
+    """Gemma's real template ends the context with `<start_of_turn>model\n`; the scored tokens are
+    the answer's alone (no "\n", no delimiter space), and the log-likelihood is theirs alone."""
+    lm = GemmaLM(full_vocab_model, real_tok, chat=True)
+    ctx, cont = lm._encode_pair(LoglikRequest("Is the sky blue?\nAnswer:", " yes"))
+    rendered = real_tok.apply_chat_template([{"role": "user", "content": "Is the sky blue?\nAnswer:"}],
+                                            add_generation_prompt=True)
+    assert rendered.endswith("<start_of_turn>model\n")
+    assert ctx == real_tok.encode(rendered) and real_tok.decode(ctx).endswith("<start_of_turn>model\n")
+    assert cont == real_tok.encode("yes", add_bos=False)
+    res = lm.loglikelihood([LoglikRequest("Is the sky blue?\nAnswer:", " yes")])[0]
+    assert res.n_tokens == len(cont) == 1
+    with torch.no_grad():
+        logp = torch.log_softmax(full_vocab_model(torch.tensor([ctx])).float()[0, -1], -1)
+    assert res.logprob == pytest.approx(logp[cont[0]].item(), abs=1e-4)
+
+
+def test_chat_mode_drops_only_the_delimiter_space(full_vocab_model, real_tok):
+    """An answer that itself starts with a space keeps it (lm-eval's chat continuation is the
+    choice without the target delimiter)."""
+    lm = GemmaLM(full_vocab_model, real_tok, chat=True)
+    ctx, cont = lm._encode_pair(LoglikRequest("Q", "  two spaces"))
+    assert real_tok.decode(ctx).endswith("model\n") and real_tok.decode(cont) == " two spaces"
 
 
 def test_max_length_cuts_the_oldest_context_tokens_and_says_how_many(tiny_model, char_tokenizer):

@@ -10,7 +10,7 @@ import pytest
 
 from gemmaforge.cli import main
 from gemmaforge.errors import InputError
-from gemmaforge.safety import filter_pairs
+from gemmaforge.safety import filter_pairs, pair_filter
 from gemmaforge.safety.report import build_report, report_markdown
 
 
@@ -63,6 +63,15 @@ def test_threshold_decides():
         filter_pairs(ROWS, threshold=1.5, scorer=keyword_scorer([]))
     with pytest.raises(InputError, match="pii must be"):
         filter_pairs(ROWS, threshold=0.5, pii="hide", scorer=keyword_scorer([]))
+
+
+def test_pair_filter_gives_sft_select_a_verdict_per_pair():
+    fn = pair_filter(threshold=0.5, scorer=keyword_scorer([]))
+    pairs = [("q", "fine"), ("q", "the bomb is"), ("q", "call 555-123-4567"), ("q", "")]
+    assert fn(pairs) == [None, "safety/unsafe", "pii/phone", "input/empty_response"]
+    assert pair_filter(threshold=0.5, pii="off", scorer=keyword_scorer([]))(pairs[2:3]) == [None]
+    with pytest.raises(InputError, match="'drop' or 'off'"):
+        pair_filter(pii="mask")
 
 
 def test_report_counts_and_examples():

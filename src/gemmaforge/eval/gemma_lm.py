@@ -4,7 +4,8 @@ batched generation through gemmaforge's engine.
 Log-likelihood work is arranged so no token is computed twice when it can be avoided:
 - requests are tokenised as lm-eval does (trailing context spaces move to the continuation;
   the continuation's tokens are those of `encode(context + continuation)` after the context's),
-  BOS always first;
+  BOS always first; with the chat template the context ends with the template's
+  `<start_of_turn>model\n`, which stays in the context (lm-eval would score its "\n");
 - a forward row is `context + continuation[:-1]`; requests whose row is a prefix of another's
   (all choices of an MMLU question: one-token answers) share it, so the context runs once;
 - rows are sorted by their tokens and cut into runs with a long common prefix (MMLU's subject
@@ -25,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..inference.generate import generate, prefill
+from ..inference.generate import Decoder, TextStream, prefill
 from ..inference.sampling import Sampling
 from ..kv_cache import KVCache, common_prefix
 from ..model import Gemma
@@ -70,11 +71,15 @@ class GemmaLM:
 
     def _encode_pair(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
         context, continuation = req.context, req.continuation
-        if self.chat:  # the answer opens the model's turn: no separating space
-            context, continuation = self._frame(context), continuation.lstrip()
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if self.chat:
+            # The answer opens the model's turn: the task's " " delimiter goes (as lm-eval drops its
+            # target delimiter under a chat template), and the template's "\n" after
+            # `<start_of_turn>model` stays in the context: it is the template's, not the answer's.
+            context, continuation = self._frame(context), continuation.removeprefix(" ")
+        else:
+            spaces = len(context) - len(context.rstrip())
+            if spaces:  # lm-eval: a context's trailing spaces are scored with the continuation
+                context, continuation = context[:-spaces], context[-spaces:] + continuation
         whole = self.tok.encode(context + continuation, add_bos=True)
         ctx = self.tok.encode(context, add_bos=True)
         if whole[:len(ctx)] != ctx:  # the join merged tokens across the boundary
@@ -121,7 +126,8 @@ class GemmaLM:
         for shared, group in self._prefix_groups(rows):
             work += [(shared, group[i:i + self.batch_size]) for i in range(0, len(group), self.batch_size)]
         prefix: tuple[list[int], Any] | None = None  # (tokens, one-row KV cache after them)
-        for shared, batch in tqdm(work, desc="loglikelihood", unit="batch", leave=False):
+        bar = tqdm(total=len(requests), desc="loglikelihood", unit="request", leave=False)
+        for shared, batch in work:
             if shared:
                 if prefix is None or prefix[0] != batch[0].tokens[:shared]:
                     prefix = (batch[0].tokens[:shared], self._prefill(batch[0].tokens[:shared], longest))
@@ -129,6 +135,8 @@ class GemmaLM:
             else:
                 hidden = self._forward([r.tokens for r in batch])
             self._score(batch, hidden, shared, results)
+            bar.update(sum(len(r.scores) for r in batch))
+        bar.close()
         return [dataclasses.replace(r, context_dropped=d) for r, d in zip(results, dropped)]  # type: ignore[arg-type]
 
     def _prefix_groups(self, rows: list[_Row]) -> list[tuple[int, list[_Row]]]:
@@ -208,11 +216,35 @@ class GemmaLM:
             jobs.sort(key=lambda job: -len(job[2]))
             step = self.batch_size
             work += [(jobs[k:k + step], max_new, stop, sampling) for k in range(0, len(jobs), step)]
-        for batch, max_new, stop, sampling in tqdm(work, desc="generate", unit="batch", leave=False):
-            # truncate: a prompt too long for the context loses its oldest tokens (BOS kept)
-            texts = generate(self.model, self.tok, [p for _, _, p in batch], max_new_tokens=max_new,
-                             stop=list(stop), truncate=True, sampling=sampling,
-                             sample_ids=[i * requests[i].n + j for i, j, _ in batch])
+        bar = tqdm(total=sum(r.n for r in requests), desc="generate", unit="completion", leave=False)
+        for batch, max_new, stop, sampling in work:
+            texts = self._complete([p for _, _, p in batch], max_new, stop, sampling,
+                                   [i * requests[i].n + j for i, j, _ in batch], bar)
             for (i, j, _), text in zip(batch, texts):
                 out[i][j] = text
+        bar.close()
         return out
+
+    def _complete(self, prompts: list[str], max_new: int, stop: Sequence[str], sampling: Sampling,
+                  sample_ids: list[int], bar: tqdm) -> list[str]:
+        """`gf.generate` on one batch (the same engine, stop handling and random streams), ticking
+        `bar` as each row finishes, so a batch that runs for minutes shows its progress. A prompt
+        too long for the context loses its oldest tokens (BOS kept)."""
+        ids = [self.tok.encode(p) for p in prompts]
+        stop_ids = {self.tok.eos_id, getattr(self.tok, "end_of_turn_id", self.tok.eos_id)}
+        dec = Decoder(self.model, ids, max_new, sampling, stop_ids, truncate=True, sample_ids=sample_ids)
+        streams = [TextStream(self.tok, stop) for _ in prompts]
+        running = set(range(len(prompts)))
+        for step in dec:
+            for row, tok in enumerate(step):
+                if tok is not None and tok not in stop_ids:
+                    streams[row].push(tok)
+                    if streams[row].stopped:
+                        dec.finish(row)
+                if row in running and dec.done[row]:
+                    running.discard(row)
+                    bar.update(1)
+        bar.update(len(running))  # rows that ran to max_new_tokens
+        for s in streams:
+            s.flush()
+        return [s.text for s in streams]

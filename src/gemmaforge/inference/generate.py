@@ -58,12 +58,16 @@ class Decoder:
     Row i samples from its own random stream, seeded from (sampling.seed, sample_ids[i]);
     `sample_ids` defaults to 0, 1, 2, ... so copies of one prompt give different samples.
     With a `prompt_cache` (one prompt only), the prompt's prefix already in that cache is not
-    computed again, and the cache keeps this generation for the next one.
+    computed again, and the cache keeps this generation for the next one. With `logprobs`, each
+    row's `logprobs[row]` collects the log-probability of every token it yields under the
+    distribution it was sampled from before top-k/top-p (softmax of logits / temperature; of the
+    logits when greedy): what RL needs of its rollouts, computed once.
     """
 
     def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False,
-                 prompt_cache: PromptCache | None = None, sample_ids: Sequence[int] | None = None):
+                 prompt_cache: PromptCache | None = None, sample_ids: Sequence[int] | None = None,
+                 logprobs: bool = False):
         ctx = model.config.max_seq_len
         self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
         if prompt_cache is not None and len(self.prompts) != 1:
@@ -76,6 +80,7 @@ class Decoder:
         self.sample_ids = list(range(len(self.prompts)) if sample_ids is None else sample_ids)
         if len(self.sample_ids) != len(self.prompts):
             raise InputError(f"{len(self.sample_ids)} sample ids for {len(self.prompts)} prompts")
+        self.logprobs: list[list[float]] | None = [[] for _ in self.prompts] if logprobs else None
 
     def finish(self, row: int) -> None:
         self.done[row] = True
@@ -113,14 +118,21 @@ class Decoder:
         fed = list(self.prompts[0]) if self.prompt_cache is not None else []  # what its cache holds
         try:
             for step in range(self.max_new_tokens):
-                nxt = choose(logits[:, -1].float(), self.sampling, seen, generators).cpu()
+                last = logits[:, -1].float()
+                nxt = choose(last, self.sampling, seen, generators).cpu()
                 toks = nxt.tolist()
+                if self.logprobs is not None:
+                    scale = self.sampling.temperature or 1.0
+                    picked = torch.log_softmax(last / scale, -1).gather(-1, nxt[:, None].to(last.device))[:, 0]
+                    picked = picked.tolist()
                 out: list[int | None] = []
                 for row, tok in enumerate(toks):
                     if self.done[row]:
                         out.append(None)
                         continue
                     out.append(tok)
+                    if self.logprobs is not None:
+                        self.logprobs[row].append(picked[row])
                     if tok in self.stop_ids:
                         self.done[row] = True
                 yield out

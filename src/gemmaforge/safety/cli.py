@@ -12,6 +12,13 @@ from .report import write_outputs
 from .rows import read_rows
 
 
+def add_filter_parser(sft_subparsers: argparse._SubParsersAction) -> None:
+    """`filter` under the `sft` verb's subcommands."""
+    p = sft_subparsers.add_parser("filter", help="drop unsafe rows and mask personal data, every drop with a reason")
+    add_filter_arguments(p)
+    p.set_defaults(run=filter_main, verb="sft filter")
+
+
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=Path, required=True,
                    help='chat JSONL ({"messages": [...]}) or prompt/response JSONL')

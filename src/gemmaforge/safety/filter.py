@@ -88,3 +88,18 @@ def filter_pairs(rows: Sequence[dict[str, Any]], threshold: float | None = None,
 
 def _drop(line: int, reason: str, detail: str, row: dict) -> dict[str, Any]:
     return {"line": line, "reason": reason, "detail": detail, "row": row}
+
+
+def pair_filter(threshold: float | None = None, pii: str = "drop", scorer: Scorer | None = None,
+                batch_size: int = 16) -> Callable[[list[tuple[str, str]]], list[str | None]]:
+    """`sft select`'s `filter_fn`: per (prompt, response), None to keep it or the drop's reason code.
+    A verdict cannot mask text, so personal data either drops the pair ("drop") or passes ("off")."""
+    if pii not in ("drop", "off"):
+        raise InputError(f"pair_filter: pii must be 'drop' or 'off', got {pii!r}")
+
+    def verdicts(pairs: list[tuple[str, str]]) -> list[str | None]:
+        result = filter_pairs([{"prompt": p, "response": r} for p, r in pairs], threshold, pii, scorer,
+                              batch_size=batch_size)
+        reasons = {d["line"]: d["reason"] for d in result.dropped}
+        return [reasons.get(i) for i in range(1, len(pairs) + 1)]
+    return verdicts

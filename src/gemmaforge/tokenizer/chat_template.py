@@ -97,3 +97,36 @@ def _role_content(i: int, message: Mapping) -> tuple[str, str]:
     if role not in _ROLES:
         raise InputError(f"message {i}: unknown role {role!r}; expected 'system', 'user', 'model' or 'assistant'")
     return _ROLES[role], content
+
+
+def jinja_template(family: int) -> str:
+    """This template as Jinja, for Hugging Face's `tokenizer_config.json`: it renders exactly what
+    `render_text` does, and marks each model turn's content and `<end_of_turn>` with
+    `{% generation %}` so transformers' assistant masks (TRL's assistant-only loss) equal our
+    loss mask. Gemma 3 folds a system message into the first user turn; Gemma 1/2 refuse it."""
+    if family == 3:
+        system = ("{%- if messages[0]['role'] == 'system' -%}"
+                  "{%- set prefix = messages[0]['content'] + '\\n\\n' -%}{%- set turns = messages[1:] -%}"
+                  "{%- else -%}{%- set prefix = '' -%}{%- set turns = messages -%}{%- endif -%}")
+    else:
+        system = ("{%- if messages[0]['role'] == 'system' -%}"
+                  "{{ raise_exception('Gemma " + str(family) + " has no system role') }}{%- endif -%}"
+                  "{%- set prefix = '' -%}{%- set turns = messages -%}")
+    return (
+        "{{ bos_token }}" + system +
+        "{%- for message in turns -%}"
+        "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+        "{%- if role not in ['user', 'model'] -%}"
+        "{{ raise_exception('unknown role ' + message['role']) }}{%- endif -%}"
+        "{%- if (role == 'user') != (loop.index0 % 2 == 0) -%}"
+        "{{ raise_exception('roles must alternate user/model starting with user') }}{%- endif -%}"
+        "{%- if role == 'user' -%}"
+        "{{ '<start_of_turn>user\\n' + (prefix if loop.first else '') + message['content'] | trim"
+        " + '<end_of_turn>\\n' }}"
+        "{%- else -%}"
+        "{{ '<start_of_turn>model\\n' }}{% generation %}{{ message['content'] | trim + '<end_of_turn>' }}"
+        "{% endgeneration %}{{ '\\n' }}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+    )

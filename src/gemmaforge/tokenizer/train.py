@@ -25,6 +25,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from ..errors import InputError, TokenizerError
+from ..util.argtypes import NON_NEGATIVE, POSITIVE
 from ..util.paths import write_atomic
 from .tokenizer import TOKENIZER_FILE, Tokenizer
 
@@ -171,19 +172,22 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of `gemmaforge tokenizer train` on `parser`."""
     parser.add_argument("--input", nargs="+", required=True, type=Path, metavar="FILE",
                         help="UTF-8 text files to train on (streamed line by line)")
-    parser.add_argument("--vocab-size", type=int, required=True, metavar="N", help="pieces in the vocabulary")
+    parser.add_argument("--vocab-size", type=POSITIVE, required=True, metavar="N", help="pieces in the vocabulary")
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="writes DIR/tokenizer.model")
+    parser.add_argument("--force", action="store_true", help="replace a tokenizer.model already in DIR")
     parser.add_argument("--family", type=int, choices=(1, 2, 3), default=3,
-                        help="Gemma generation whose special-token layout to copy (default 3)")
-    parser.add_argument("--reserved", type=int, default=99, metavar="N", help="<unusedK> pieces (default 99)")
-    parser.add_argument("--input-sentence-size", type=int, default=1_000_000, metavar="N",
-                        help="most lines kept in memory, sampled uniformly (default 1000000)")
-    parser.add_argument("--threads", type=int, default=None, help="training threads (default: all cores)")
+                        help="Gemma generation whose special-token layout to copy")
+    parser.add_argument("--reserved", type=NON_NEGATIVE, default=99, metavar="N", help="<unusedK> pieces")
+    parser.add_argument("--input-sentence-size", type=POSITIVE, default=1_000_000, metavar="N",
+                        help="most lines kept in memory, sampled uniformly")
+    parser.add_argument("--threads", type=POSITIVE, default=None, help="training threads (default: all cores)")
 
 
 def run_train(args: argparse.Namespace) -> Tokenizer:
     """Train from parsed `add_train_args` arguments."""
     check_inputs(args.input)  # before training, like the output directory
+    if (args.output / TOKENIZER_FILE).exists() and not args.force:
+        raise InputError(f"{args.output / TOKENIZER_FILE} already exists; pass --force to replace it")
     return train_tokenizer(args.input, args.vocab_size, args.output, family=args.family,
                            num_reserved=args.reserved, input_sentence_size=args.input_sentence_size,
                            num_threads=args.threads)

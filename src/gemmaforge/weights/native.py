@@ -35,6 +35,9 @@ def save(model: Gemma, directory: str | Path, tokenizer: Tokenizer | None = None
 
 
 def load(directory: Path, dtype: torch.dtype | None) -> Gemma:
+    if (directory / "module.json").exists():
+        raise CheckpointError(f"{directory}: a training checkpoint of more than a plain Gemma (a head, LoRA or a "
+                              "frozen base; see module.json): rebuild it with gemmaforge.train.load_trained")
     weights = directory / "model.safetensors"
     if not weights.exists() and (directory / SHARDED).is_dir():
         weights = directory / SHARDED

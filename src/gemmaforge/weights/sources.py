@@ -17,6 +17,8 @@ Kind = Literal["gguf", "hf", "native", "gemma_pytorch"]
 
 #: Shipped real checkpoints: name -> callable returning the local file path.
 SHIPPED = ("gemma3-270m",)
+#: A training run keeps its checkpoints in <run>/checkpoints/step-00000100/, ...
+CHECKPOINTS, STEP_PREFIX = "checkpoints", "step-"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,11 @@ def resolve(source: str | Path) -> Source:
     if not p.exists():
         hint = f" (shipped models: {', '.join(SHIPPED)})" if "/" not in s and "." not in s else ""
         raise CheckpointError(f"{p}: no such file or directory{hint}")
+    if p.is_dir() and (p / CHECKPOINTS).is_dir():  # a training run: its newest checkpoint
+        steps = step_dirs(p / CHECKPOINTS)
+        if not steps:
+            raise CheckpointError(f"{p}: training run with no complete checkpoint yet (in {p / CHECKPOINTS})")
+        p = steps[-1]
     if p.is_file():
         if p.suffix == ".gguf" or _has_magic(p, b"GGUF"):
             return Source("gguf", p, s)
@@ -69,6 +76,15 @@ def resolve(source: str | Path) -> Source:
                               "name the file to load")
     raise CheckpointError(
         f"{p}: directory holds no checkpoint (looked for config.json, one *.ckpt or one *.gguf)")
+
+
+def step_dirs(directory: Path) -> list[Path]:
+    """A run's complete checkpoints, oldest first (temporary directories of a save in progress are
+    named differently and never listed)."""
+    if not directory.is_dir():
+        return []
+    return sorted(d for d in directory.iterdir()
+                  if d.is_dir() and d.name.startswith(STEP_PREFIX) and d.name[len(STEP_PREFIX):].isdigit())
 
 
 def _has_magic(p: Path, magic: bytes) -> bool:
