@@ -48,22 +48,13 @@ def filter_pairs(rows: Sequence[dict[str, Any]], threshold: float | None = None,
         raise InputError(f"threshold must be within [0, 1], got {threshold}")
     lines = list(lines) if lines is not None else list(range(1, len(rows) + 1))
     result = FilterResult(threshold=threshold)
-    todo: list[tuple[int, dict, dict, list[str], list[tuple[str, str]]]] = []  # line, kept/masked row, rules, turns
+    todo: list[tuple[int, dict, dict, list[str], list[tuple[str, str]]]] = []  # line, row, masked, rules, turns
     for line, row in zip(lines, rows):
-        pairs = exchanges(row, f"row {line}")
-        fired: list[str] = []
-
-        def masked(text: str, fired=fired) -> str:
-            new, rules = piilib.mask(text)
-            fired.extend(r for r in rules if r not in fired)
-            return new
-        clean = map_text(row, masked)
-        shown = clean if pii != "off" else row
-        if any(not response.strip() for _, response in pairs):
-            result.dropped.append(_drop(line, "input/empty_response", "a model turn has no text", clean))
-        elif fired and pii == "drop":
-            result.dropped.append(_drop(line, f"pii/{fired[0]}", "found: " + ", ".join(fired), clean))
+        clean, fired, drop = _screen(row, line, pii)
+        if drop is not None:
+            result.dropped.append(drop)
         else:
+            shown = row if pii == "off" else clean
             todo.append((line, shown, clean, fired if pii == "mask" else [], exchanges(shown, f"row {line}")))
     flat = [pair for *_, pairs in todo for pair in pairs]
     scores = list(scorer(flat)) if flat else []
@@ -84,6 +75,24 @@ def filter_pairs(rows: Sequence[dict[str, Any]], threshold: float | None = None,
             result.masked.update(rules)
     result.dropped.sort(key=lambda d: d["line"])
     return result
+
+
+def _screen(row: dict[str, Any], line: int, pii: str) -> tuple[dict[str, Any], list[str], dict[str, Any] | None]:
+    """The row with personal data masked, the PII rules that fired, and a drop for an empty model
+    turn or (pii="drop") personal data; checks the row's shape first."""
+    pairs = exchanges(row, f"row {line}")
+    fired: list[str] = []
+
+    def masked(text: str) -> str:
+        new, rules = piilib.mask(text)
+        fired.extend(r for r in rules if r not in fired)
+        return new
+    clean = map_text(row, masked)
+    if any(not response.strip() for _, response in pairs):
+        return clean, fired, _drop(line, "input/empty_response", "a model turn has no text", clean)
+    if fired and pii == "drop":
+        return clean, fired, _drop(line, f"pii/{fired[0]}", "found: " + ", ".join(fired), clean)
+    return clean, fired, None
 
 
 def _drop(line: int, reason: str, detail: str, row: dict) -> dict[str, Any]:
