@@ -115,6 +115,6 @@ def test_cli_bad_settings(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text('{"prompt": "a", "response": "b"}\n')
     assert main(["sft", "filter", "--input", str(src), "--output", str(tmp_path / "o"), "--threshold", "2"]) == 2
-    assert "--threshold must be within [0, 1]" in capsys.readouterr().err
+    assert "--threshold: must be a number in [0, 1], got '2'" in capsys.readouterr().err
     assert main(["sft", "filter", "--input", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err

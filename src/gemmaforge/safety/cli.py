@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..util.argtypes import POSITIVE, Number
 from ..util.paths import writable_dir
 from .filter import PII_MODES, filter_pairs
 from .report import write_outputs
@@ -24,23 +25,17 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
                    help='chat JSONL ({"messages": [...]}) or prompt/response JSONL')
     p.add_argument("--output", type=Path, required=True,
                    help="directory for kept.jsonl, drops.jsonl, report.json, report.md")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=Number(float, 0.0, 1.0), default=None, metavar="P",
                    help="drop a row whose unsafe probability is >= this (default: the shipped head's)")
     p.add_argument("--pii", choices=PII_MODES, default="mask",
-                   help="personal data (e-mail, phone, Luhn-valid card numbers): mask it (default), drop the row, "
+                   help="personal data (e-mail, phone, Luhn-valid card numbers): mask it, drop the row, "
                         "or leave it")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+    p.add_argument("--batch-size", type=POSITIVE, default=16, metavar="N", help="pairs per forward pass")
+    p.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads")
 
 
 def filter_main(args: argparse.Namespace) -> None:
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise InputError(f"--threshold must be within [0, 1], got {args.threshold}")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         import torch
         torch.set_num_threads(args.threads)
     if not args.input.is_file():
