@@ -111,6 +111,16 @@ def test_cli_bad_input_is_one_line_before_the_model_loads(tmp_path, capsys, cont
     assert not (tmp_path / "out" / "kept.jsonl").exists()
 
 
+def test_cli_refuses_to_replace_outputs_without_force(tmp_path, capsys):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out"
+    src.write_text('{"prompt": "a", "response": "b"}\n')
+    out.mkdir()
+    (out / "report.md").write_text("precious")
+    assert main(["sft", "filter", "--input", str(src), "--output", str(out)]) == 2
+    assert "report.md already exists; pass --force" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "precious"
+
+
 def test_cli_bad_settings(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text('{"prompt": "a", "response": "b"}\n')

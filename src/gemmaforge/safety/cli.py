@@ -9,7 +9,7 @@ from ..errors import InputError
 from ..util.argtypes import POSITIVE, Number
 from ..util.paths import writable_dir
 from .filter import PII_MODES, filter_pairs
-from .report import write_outputs
+from .report import OUTPUTS, write_outputs
 from .rows import read_rows
 
 
@@ -30,6 +30,7 @@ def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pii", choices=PII_MODES, default="mask",
                    help="personal data (e-mail, phone, Luhn-valid card numbers): mask it, drop the row, "
                         "or leave it")
+    p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in --output")
     p.add_argument("--batch-size", type=POSITIVE, default=16, metavar="N", help="pairs per forward pass")
     p.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads")
 
@@ -41,6 +42,9 @@ def filter_main(args: argparse.Namespace) -> None:
     if not args.input.is_file():
         raise InputError(f"--input {args.input}: no such file")
     out = writable_dir(args.output, InputError, "--output")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not args.force:
+        raise InputError(f"{out / existing[0]} already exists; pass --force to replace the outputs")
     parsed = list(read_rows(args.input))  # every row checked before the model loads
     result = filter_pairs([row for _, row in parsed], threshold=args.threshold, pii=args.pii,
                           lines=[line for line, _ in parsed], batch_size=args.batch_size, progress=True)

@@ -9,7 +9,7 @@ from typing import Any
 from ..util.paths import write_atomic
 from .filter import FilterResult
 
-KEPT, DROPS, REPORT_JSON, REPORT_MD = "kept.jsonl", "drops.jsonl", "report.json", "report.md"
+KEPT, DROPS, REPORT_JSON, REPORT_MD = OUTPUTS = ("kept.jsonl", "drops.jsonl", "report.json", "report.md")
 EXAMPLES_PER_REASON, EXAMPLE_CHARS = 3, 240
 
 
