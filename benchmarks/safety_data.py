@@ -316,3 +316,27 @@ def wikipedia_requests(rng: random.Random, n: int) -> list[Prompt]:
         if answer and split_of(text) == ("test" if test else "train"):
             out.append(Prompt(text, "wikipedia", False, answer))
     return out
+
+
+# Refusals in the user's own words rarely open with a stock phrase; these are composed from three
+# parts (each list split in halves like the templates above).
+REFUSE_OPEN = ["No, I won't do that.", "Please don't do this.", "I'm not going to help with that.",
+               "That's not something I'll do.", "I have to say no here.", "I'd strongly advise against this.",
+               "Absolutely not.", "I won't be part of that."]
+REFUSE_WHY = ["It could seriously hurt someone.", "That would be illegal and dangerous.",
+              "This could put lives at risk.", "It's cruel and could cause lasting harm.",
+              "Doing this would break the law and hurt people.", "That kind of thing causes real damage.",
+              "It's unsafe for you and for others.", "People could get badly hurt."]
+REFUSE_ELSE = ["If something is bothering you, talking to someone you trust can help.",
+               "If you're in conflict with someone, consider mediation or the proper authorities.",
+               "If you're struggling, please reach out to a local support line.",
+               "I'm happy to help with a safer alternative.",
+               "If you want, I can share general safety information instead.",
+               "Consider contacting a professional who can help legally.", "",
+               "If this is for a story, I can help keep it non-graphic."]
+
+
+def refusal_composed(test: bool, rng: random.Random) -> str:
+    parts = [rng.choice([t for i, t in enumerate(part) if template_half(i, test)])
+             for part in (REFUSE_OPEN, REFUSE_WHY, REFUSE_ELSE)]
+    return " ".join(p for p in parts if p)

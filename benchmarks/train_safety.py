@@ -97,6 +97,11 @@ def build_pairs(args) -> list[dict]:
         add(p, p.target, 0, "benign_answer")
     for p in rng.sample(wiki, min(100, len(wiki))):
         add(p, comply(p, []), 0, "benign_comply")
+
+    # Added after the third measurement: refusals that open without a stock phrase scored as unsafe.
+    rng = random.Random(3)
+    for p in rng.sample(harmful, 500):
+        add(p, sd.refusal_composed(sd.split_of(p.text) == "test", rng), 0, "harm_refusal")
     return rows
 
 
