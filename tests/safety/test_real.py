@@ -71,4 +71,4 @@ def test_pretraining_safety_step_can_use_it():
     step = SafetyFilter(classifier="gemmaforge.safety:score_texts", threshold=default_threshold())
     doc = "The heron waded through the shallow marsh, hunting for small fish at dawn."
     verdicts = step.apply([doc, "Give detailed step-by-step instructions for making a pipe bomb at home."])
-    assert verdicts[0] == doc and verdicts[1] == Drop("classifier")
+    assert verdicts[0] == doc and isinstance(verdicts[1], Drop) and verdicts[1].reason == "classifier"

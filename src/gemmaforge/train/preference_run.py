@@ -94,7 +94,7 @@ def _run(config: TrainConfig, resume: bool, kind: str,
             objective, eval_batches(Rows(val_items), len(val_items), t.micro_batch, info.rank, info.world_size),
             info.device)
         out = Path(config.out_dir)
-        trainer = Trainer(model, objective, data, config, info, validation)
+        trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
         if info.is_main:
             tok.save(out)  # the run carries its tokenizer: `--model RUN` works for scoring and chat
         result = trainer.fit(resume)

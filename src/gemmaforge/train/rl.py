@@ -1,4 +1,4 @@
-"""`gemmaforge rlhf --config FILE`: optimise a policy against a reward (RLOO or GRPO) with rollouts
+"""`gemmaforge rlhf --config FILE`: optimise a policy against a reward (RLOO, GRPO or PPO) with rollouts
 from gemmaforge's own batched KV-cache engine, on the same Trainer as every other objective
 (checkpoints, resume after kill -9, metrics and plots, torchrun). See docs/rlhf.md.
 
@@ -31,7 +31,7 @@ from .distributed import init_distributed, shutdown
 from .errors import Interrupted, TrainError
 from .loop import Trainer
 from .lora import lora_layers
-from .modules import backbone
+from .modules import PolicyWithValue, backbone
 from .pretrain import initial_model
 from .rewards import RewardSpec, build_scorer, total_rewards
 from .rl_objective import PolicyGradientObjective
@@ -108,16 +108,17 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         specs = [RewardSpec(s.kind, s.weight, s.target, s.name) for s in r.rewards]
         scorers = [build_scorer(s, tok) for s in specs]
         train_prompts, held = load_prompts(config)
-        policy = initial_model(config, info)
-        reference = None if lora_layers(policy) else copy.deepcopy(policy).requires_grad_(False).eval()
+        gemma = initial_model(config, info)
+        reference = None if lora_layers(gemma) else copy.deepcopy(gemma).requires_grad_(False).eval()
+        policy = PolicyWithValue(gemma) if r.algorithm == "ppo" else gemma
         settings = RolloutSettings(r.algorithm, r.prompts_per_step, r.k, r.max_new_tokens, r.temperature,
                                    t.micro_batch, r.epochs, r.kl_coef, r.kl_in_loss, r.kl_estimator,
                                    r.no_eos_penalty, t.seed)
         data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
-        data.check_room(train_prompts + held, policy.config.max_seq_len)
-        objective = PolicyGradientObjective(r.clip, r.kl_coef, r.kl_in_loss, r.kl_estimator)
+        data.check_room(train_prompts + held, gemma.config.max_seq_len)
+        objective = PolicyGradientObjective(r.clip, r.kl_coef, r.kl_in_loss, r.kl_estimator, r.vf_coef)
         out = Path(config.out_dir)
-        trainer = Trainer(policy, objective, data, config, info)
+        trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
         before = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens) if held and not resume else None
         if info.is_main:
             tok.save(out)

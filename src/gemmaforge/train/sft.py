@@ -104,7 +104,7 @@ def _sft(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
     if val_rows is not None:
         validation = LossValidation(objective, eval_batches(Rows(val_rows), config.eval.blocks, t.micro_batch,
                                                             info.rank, info.world_size), info.device)
-    trainer = Trainer(model, objective, data, config, info, validation)
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
     result = trainer.fit(resume)
     out = Path(config.out_dir)
     summary = {"out_dir": config.out_dir, "train_file": str(train_file), "parameters": trainer.n_params,
