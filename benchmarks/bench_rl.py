@@ -184,7 +184,8 @@ def main() -> None:
     import trl
 
     g, t = results["gemmaforge"], results["trl"]
-    ratios = {"rollout_tok_s": g["rollout_tok_s"] / t["rollout_tok_s"], "optim_tok_s": g["optim_tok_s"] / t["optim_tok_s"],
+    ratios = {"rollout_tok_s": g["rollout_tok_s"] / t["rollout_tok_s"],
+              "optim_tok_s": g["optim_tok_s"] / t["optim_tok_s"],
               "step_speed": t["step_s"] / g["step_s"], "memory": g["peak_rss_mb"] / t["peak_rss_mb"]}
     goals = {"rollout_3x": ratios["rollout_tok_s"] >= 3, "step_2x": ratios["step_speed"] >= 2,
              "memory_le": ratios["memory"] <= 1}

@@ -78,12 +78,14 @@ def paired(before: list[float], after: list[float], resamples: int = 10000, seed
     rng = random.Random(seed)
     means = sorted(sum(rng.choice(diffs) for _ in diffs) / len(diffs) for _ in range(resamples))
     return {"gained": gained, "lost": lost, "mcnemar_p": min(1.0, 2 * tail),
-            "diff": sum(diffs) / len(diffs), "diff_ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples)]]}
+            "diff": sum(diffs) / len(diffs),
+            "diff_ci95": [means[int(0.025 * resamples)], means[int(0.975 * resamples)]]}
 
 
 def wilson(k: float, n: int, z: float = 1.96) -> list[float]:
     p = k / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    scale = 1 + z * z / n
+    centre, half = (p + z * z / (2 * n)) / scale, z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / scale
     return [centre - half, centre + half]
 
 
@@ -100,7 +102,7 @@ def plot(rows: list[dict], path: Path) -> None:
     smooth = [sum(r["rollout/reward"] for r in rows[max(0, i - w + 1):i + 1]) / len(rows[max(0, i - w + 1):i + 1])
               for i in range(len(rows))]
     a.plot(steps, smooth, label=f"mean of last {w}")
-    a.set(xlabel="step", ylabel="rollout reward (accuracy, T=1)", title="reward")
+    a.set(xlabel="step", ylabel="rollout mean reward (score_answer, T=1)", title="reward")
     a.legend()
     b.plot(steps, [r["rollout/kl"] for r in rows], label="rollout KL (k1, per reply)")
     b.plot(steps, [r.get("kl", float("nan")) for r in rows], label="train KL (k1, per token)")
@@ -136,8 +138,9 @@ def main() -> None:
     sft_config = TrainConfig.load(args.sft_config)
     if args.report_only:
         previous = json.loads((args.out / "rl_demo.json").read_text())["env"]
-        load_before = previous["load_before"]
-        sft_summary, summary = (json.loads((Path(c.out_dir) / "summary.json").read_text()) for c in (sft_config, config))
+        load_before, load_after = previous["load_before"], previous["load_after"]
+        sft_summary, summary = (json.loads((Path(c.out_dir) / "summary.json").read_text())
+                                for c in (sft_config, config))
         sft_s, wall = sft_summary["wall_s"], sft_summary["wall_s"] + summary["wall_s"]
     else:
         for run in (sft_config.out_dir, config.out_dir):  # a benchmark starts afresh
@@ -149,6 +152,7 @@ def main() -> None:
         sft_s = time.perf_counter() - started
         summary = rlhf(config)
         wall = time.perf_counter() - started
+        load_after = os.getloadavg()
     rows = [json.loads(line) for line in (Path(config.out_dir) / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "rollout/reward" in r]
     before, after = summary["held_out_before"], summary["held_out_after"]
@@ -161,7 +165,8 @@ def main() -> None:
         "task": {"dataset": "basic_arithmetic", **TASK, "prompt": prompt_text("{question}"), "size": args.size,
                  "sft_size": args.sft_size},
         "config": config.to_dict(), "steps": summary["steps"], "wall_s": wall, "sft_s": sft_s,
-        "sft": {"steps": sft_summary.get("steps"), "train_loss": sft_summary.get("train_loss")}, "train_s": summary["train_s"],
+        "sft": {"steps": sft_summary.get("steps"), "train_loss": sft_summary.get("train_loss")},
+        "train_s": summary["train_s"],
         "held_out": {"n": n, "before": sum(right_before) / n, "after": sum(right_after) / n,
                      "before_ci95": wilson(sum(right_before), n), "after_ci95": wilson(sum(right_after), n),
                      "mean_reward_before": before["mean_reward"], "mean_reward_after": after["mean_reward"],
@@ -173,7 +178,7 @@ def main() -> None:
                                          "rollout/finished", "rollout/tok_s", "rollout/s", "loss")} for r in rows],
         "examples": {"before": before["examples"], "after": after["examples"]},
         "env": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-                "load_before": load_before, "load_after": os.getloadavg()},
+                "load_before": load_before, "load_after": load_after},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rl_demo.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -200,7 +205,8 @@ def markdown(r: dict) -> str:
         f"lr {c['optim']['lr']}; {r['steps']} steps in {r['wall_s'] / 60:.1f} min wall (training "
         f"{r['train_s'] / 60:.1f} min), {r['env']['threads']} thread.\n\n"
         f"Task: reasoning-gym `basic_arithmetic`, {r['task']['min_terms']} terms of {r['task']['min_digits']}-"
-        f"{r['task']['max_digits']} digits, {' '.join(r['task']['operators'])}, asked as \"{{question}}\\nGive only the "
+        f"{r['task']['max_digits']} digits, {' '.join(r['task']['operators'])}, "
+        "asked as \"{question}\\nGive only the "
         "final answer.\"; reward = reasoning-gym's `score_answer` on the reply's first line. The policy "
         f"starts from a {r['sft']['steps']}-step LoRA SFT of the pretrained model on the answer format "
         f"(`configs/rl-arithmetic-sft.toml`, {r['sft_s'] / 60:.1f} min; the pretrained model echoes the question "
@@ -212,7 +218,8 @@ def markdown(r: dict) -> str:
         f"Paired on the same prompts: difference {h['diff']:+.3f}, bootstrap 95% interval "
         f"[{h['diff_ci95'][0]:+.3f}, {h['diff_ci95'][1]:+.3f}] — {verdict}. Prompts gained {h['gained']}, lost "
         f"{h['lost']}; exact McNemar p = {h['mcnemar_p']:.2g}.\n\n"
-        f"## Curve (`rl_demo.png`)\n\nRollout reward (T = 1) over the first 5 steps {mean(first, 'rollout/reward'):.3f}, "
+        "## Curve (`rl_demo.png`)\n\n"
+        f"Rollout reward (T = 1) over the first 5 steps {mean(first, 'rollout/reward'):.3f}, "
         f"last 5 {mean(last, 'rollout/reward'):.3f}. KL to the starting policy (k1, summed over a reply): at most "
         f"{k['max_rollout_kl']:.3f} nats, last {k['last_rollout_kl']:.3f}; stated bound {k['bound']} nats: "
         f"{'held' if k['within_bound'] else 'EXCEEDED'}. Rollout speed {mean(r['curve'], 'rollout/tok_s'):.1f} "
