@@ -46,7 +46,7 @@ def load_prompts(config: TrainConfig) -> tuple[list[Prompt], list[Prompt]]:
         except ImportError:
             raise TrainError("rl.prompts: reasoning-gym is not installed (pip install reasoning-gym)") from None
         try:
-            data = reasoning_gym.create_dataset(name, size=r.prompts_size, seed=config.train.seed)
+            data = reasoning_gym.create_dataset(name, size=r.prompts_size, seed=config.train.seed, **r.prompts_options)
         except Exception as e:  # an unknown generator name or bad options, in the library's words
             raise TrainError(f"rl.prompts: reasoning-gym dataset {name!r}: {e}") from None
         prompts = [Prompt(e["question"] + "\nGive only the final answer.", {"entry": json.loads(json.dumps(e)),
