@@ -4,6 +4,7 @@ from .config import GemmaConfig
 from .errors import CheckpointError, ConfigError, GemmaForgeError, InputError, TokenizerError
 from .generate import generate, stream
 from .model import Gemma
+from .quantize import quantize  # the function; the package stays importable as gemmaforge.quantize.*
 from .sampling import Sampling
 from .session import ChatSession
 from .tokenizer import Tokenizer, load_tokenizer
@@ -28,5 +29,6 @@ __all__ = [
     "ChatSession",
     "load_model",
     "save_model",
+    "quantize",
 ]
 __version__ = "0.1.0"

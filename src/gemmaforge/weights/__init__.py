@@ -8,28 +8,37 @@ import torch
 
 from ..config import GemmaConfig
 from ..model import Gemma, check_dtype
+from ..quantize import Scheme
+from ..quantize import quantize as quantize_model
 from ..sources import resolve
 from ..tokenizer import Tokenizer
 from . import gemma_pytorch, gguf_file, hf, native
 
 
 def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
-               config: GemmaConfig | None = None) -> Gemma:
+               config: GemmaConfig | None = None, *, quantize: str | None = None,
+               group_size: int | None = None) -> Gemma:
     """Load a Gemma from a shipped name ("gemma3-270m"), an HF dir, a .gguf, a .ckpt or our dir.
 
     `dtype=None` keeps the stored dtype. `config` is needed only for gemma_pytorch checkpoints
-    whose size matches no published preset.
+    whose size matches no published preset. `quantize="int8" | "int4"` (with `group_size`) returns
+    a weight-only quantised model (gemmaforge.quantize); a checkpoint saved quantised loads as it
+    was saved, and asking for another scheme is an error.
     """
     if dtype is not None:
         check_dtype(dtype)
+    if quantize is not None:
+        Scheme.make(quantize, group_size)  # a bad request fails before the slow load
     src = resolve(source)
+    if src.kind == "native":
+        return native.load(src.path, dtype, quantize, group_size)
     if src.kind == "gguf":
-        return gguf_file.load(src.path, dtype)
-    if src.kind == "hf":
-        return hf.load(src.path, dtype)
-    if src.kind == "gemma_pytorch":
-        return gemma_pytorch.load(src.path, dtype, config)
-    return native.load(src.path, dtype)
+        model = gguf_file.load(src.path, dtype)
+    elif src.kind == "hf":
+        model = hf.load(src.path, dtype)
+    else:
+        model = gemma_pytorch.load(src.path, dtype, config)
+    return model if quantize is None else quantize_model(model, quantize, group_size)
 
 
 def save_model(model: Gemma, directory: str | Path, *, tokenizer: Tokenizer | None = None,
