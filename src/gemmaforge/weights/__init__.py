@@ -8,7 +8,7 @@ import torch
 
 from ..config import GemmaConfig
 from ..model import Gemma, check_dtype
-from ..quantize import Scheme
+from ..quantize import Scheme, scheme_of
 from ..quantize import quantize as quantize_model
 from ..sources import resolve
 from ..tokenizer import Tokenizer
@@ -30,15 +30,17 @@ def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
     if quantize is not None:
         Scheme.make(quantize, group_size)  # a bad request fails before the slow load
     src = resolve(source)
-    if src.kind == "native":
-        return native.load(src.path, dtype, quantize, group_size)
-    if src.kind == "gguf":
+    if src.kind == "native":  # a quantised one comes back as it was saved
+        model = native.load(src.path, dtype, quantize, group_size)
+    elif src.kind == "gguf":
         model = gguf_file.load(src.path, dtype)
     elif src.kind == "hf":
         model = hf.load(src.path, dtype)
     else:
         model = gemma_pytorch.load(src.path, dtype, config)
-    return model if quantize is None else quantize_model(model, quantize, group_size)
+    if quantize is None or scheme_of(model) is not None:
+        return model
+    return quantize_model(model, quantize, group_size)
 
 
 def save_model(model: Gemma, directory: str | Path, *, tokenizer: Tokenizer | None = None,
