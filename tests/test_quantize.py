@@ -79,9 +79,11 @@ def test_int4_packs_two_codes_per_byte():
     p = quantize_weight(w, Scheme.make("int4", 32))
     assert p.codes.dtype == torch.uint8 and p.codes.shape == (64, 128)
     assert p.scales.shape == p.zeros.shape == (64, 8) and p.scales.dtype == torch.float16
-    q = unpack_int4(p.codes)
+    q = unpack_int4(p.codes, 8)
     assert q.shape == (64, 256) and int(q.max()) <= 15
-    assert torch.equal(q[:, 0::2], p.codes & 15) and torch.equal(q[:, 1::2], p.codes >> 4)
+    # GGUF Q4's layout: byte j of a group holds column j (low nibble) and column j + 16 (high)
+    assert torch.equal(q[:, 0:16], p.codes[:, 0:16] & 15) and torch.equal(q[:, 16:32], p.codes[:, 0:16] >> 4)
+    assert torch.equal(q[:, 32:48], p.codes[:, 16:32] & 15)
     i8 = quantize_weight(w, Scheme.make("int8"))
     assert i8.codes.dtype == torch.int8 and i8.scales.shape == (64, 1)
 

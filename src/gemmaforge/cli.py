@@ -13,6 +13,7 @@ import torch
 
 from .errors import GemmaForgeError, InputError
 from .model import SUPPORTED_DTYPES
+from .quantize.cli import add_quantize_arguments, quant_report
 
 # What `--dtype` offers is what the model accepts (float16 overflows), so no choice fails later.
 DTYPES = {str(d).removeprefix("torch."): d for d in SUPPORTED_DTYPES}
@@ -22,17 +23,19 @@ def _info(args: argparse.Namespace) -> None:
     from .weights import load_model
 
     start = time.perf_counter()
-    model = load_model(args.model, dtype=DTYPES[args.dtype])
+    model = load_model(args.model, dtype=DTYPES[args.dtype], **_quant(args))
     seconds = time.perf_counter() - start
     report = {"source": args.model, "config": model.config.to_dict(),
               "parameters": model.num_parameters(), "dtype": str(model.dtype).removeprefix("torch."),
-              "load_seconds": round(seconds, 2)}
+              "load_seconds": round(seconds, 2), **quant_report(model)}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     cfg = model.config
     print(f"{args.model}: {cfg.name or 'Gemma'} (Gemma {cfg.family} architecture)")
-    print(f"  parameters  {report['parameters']:,} ({report['dtype']})")
+    print(f"  parameters  {report['parameters']:,} ({report['dtype']}"
+          f"{', weights ' + report['quantization'] if report['quantization'] else ''}; "
+          f"{report['weight_bytes'] / 2**20:,.1f} MiB)")
     print(f"  layers      {cfg.n_layers} ({cfg.layer_types.count('L')} sliding-window of "
           f"{cfg.sliding_window}, {cfg.layer_types.count('G')} global)" if "L" in cfg.layer_types
           else f"  layers      {cfg.n_layers}")
@@ -49,7 +52,7 @@ def _convert(args: argparse.Namespace) -> None:
     from .weights.tensors import check_output
 
     check_output(args.output, args.force)  # before the slow load
-    model = load_model(args.source, dtype=DTYPES[args.dtype])
+    model = load_model(args.source, dtype=DTYPES[args.dtype], **_quant(args))
     try:
         tok = load_tokenizer(args.source)
     except TokenizerError as e:  # the weights alone are still worth converting
@@ -67,7 +70,11 @@ def _load(args: argparse.Namespace):
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    return load_model(args.model, dtype=DTYPES[args.dtype]), load_tokenizer(args.model)
+    return load_model(args.model, dtype=DTYPES[args.dtype], **_quant(args)), load_tokenizer(args.model)
+
+
+def _quant(args: argparse.Namespace) -> dict:
+    return {"quantize": args.quantize, "group_size": args.group_size}
 
 
 def _sampling(args: argparse.Namespace):
@@ -150,6 +157,7 @@ def _add_model_args(p: argparse.ArgumentParser, positional: str | None = None) -
     else:
         p.add_argument("--model", default="gemma3-270m", help=f"{src_help} (default: gemma3-270m)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    add_quantize_arguments(p)
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:

@@ -157,13 +157,15 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
              shots: int | None = None, batch_size: int = 8, output_dir: str | None = None, samples: int = 1,
              temperature: float = 0.0, seed: int = 1234, chat: bool = False, max_length: int | None = None,
              sandbox: SandboxConfig | None = None, dtype: str = "float32", threads: int | None = None,
-             command: str | None = None) -> EvalResults:
+             command: str | None = None, quantize: str | None = None,
+             group_size: int | None = None) -> EvalResults:
     """Evaluate a model on tasks: the library form of `gemmaforge eval`.
 
     `model` is a gemmaforge source ("gemma3-270m", a checkpoint directory, a .gguf file) or any
     object implementing `LanguageModel`. `tasks` are names (see `gemmaforge.eval.TASKS`) or
     paths to JSONL task files, as a list or a comma-separated string. `threads` sets torch's
     intra-op threads (on a shared machine, fewer threads than cores avoids spin-wait collapse).
+    `quantize` ("int8" | "int4", with `group_size`) loads the model weight-only quantised.
     """
     names = tuple(t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip())
     config = EvalConfig(tasks=names, limit=limit, shots=shots, batch_size=batch_size, samples=samples,
@@ -178,12 +180,13 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     if isinstance(model, str):
         from .gemma_lm import GemmaLM
         lm: LanguageModel = GemmaLM.load(model, batch_size=batch_size, chat=chat, max_length=max_length,
-                                         dtype=dtype)
+                                         dtype=dtype, quantize=quantize, group_size=group_size)
         source = model
     else:
         lm, source = model, getattr(model, "name", type(model).__name__)
     if command is None:
         command = (f"gemmaforge.eval.run_eval({source!r}, {list(names)!r}, limit={limit}, shots={shots}, "
                    f"batch_size={batch_size}, samples={samples}, temperature={temperature}, seed={seed}, "
-                   f"chat={chat}, max_length={max_length}, dtype={dtype!r}, threads={threads})")
+                   f"chat={chat}, max_length={max_length}, dtype={dtype!r}, threads={threads}"
+                   + (f", quantize={quantize!r}, group_size={group_size})" if quantize else ")"))
     return evaluate(lm, config, model_source=source, command=command)

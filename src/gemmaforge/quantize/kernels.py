@@ -21,6 +21,7 @@ from .schemes import Packed, dequantize
 
 DECODE_ROWS = 8  # at most this many rows go through the reduction kernel (see the benchmark)
 BLOCK = 8192  # output rows dequantised at a time on the matmul path (bounded scratch memory)
+RECOMPILES = 64  # weight shapes x row counts one process may meet
 _compiled: dict[str, Callable] = {}
 _mode = os.environ.get("GEMMAFORGE_QUANT_KERNEL", "auto")
 
@@ -43,19 +44,27 @@ def reduce_int8(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor) -> t
 
 def reduce_int4(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
     """x [R, K] @ dequantised(packed codes [N, K/2], scales, zeros [N, G]).T in float32:
-    sum_k (q s + z) x = s (sum_k q x) + z (sum_k x) per group."""
+    sum_k (q s + z) x = s (sum_k q x) + z (sum_k x) per group; a byte's two nibbles meet the two
+    contiguous halves of the group's x (the packing of schemes.py)."""
     (r, k), (n, g) = x.shape, scales.shape
-    q = torch.stack((codes & 15, codes >> 4), dim=-1).view(1, n, g, k // g).float()
-    xg = x.float().view(r, 1, g, k // g)
-    return ((xg * q).sum(-1) * scales.float()[None] + xg.sum(-1) * zeros.float()[None]).sum(-1)
+    c = codes.view(1, n, g, k // g // 2)
+    xg = x.float().view(r, 1, g, 2, k // g // 2)
+    dot = (xg[:, :, :, 0] * (c & 15).float() + xg[:, :, :, 1] * (c >> 4).float()).sum(-1)
+    return (dot * scales.float()[None] + xg.sum((-1, -2)) * zeros.float()[None]).sum(-1)
 
 
 def _reduction(p: Packed) -> Callable:
-    """The compiled reduction for `p`'s scheme (one graph for every shape: dynamic=True)."""
+    """The compiled reduction for `p`'s scheme. Shapes are static: code generated for symbolic
+    sizes ran 2-10x slower here (bench_quant_kernels.py), and a model has only a handful of weight
+    shapes, each compiled once per row count (the recompile limit is raised to allow for them)."""
     name = "int8" if p.zeros is None else "int4"
     if name not in _compiled:
+        import torch._dynamo
+
+        cfg = torch._dynamo.config
+        cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILES)
         fn = reduce_int8 if p.zeros is None else reduce_int4
-        _compiled[name] = torch.compile(fn, dynamic=True)
+        _compiled[name] = torch.compile(fn, dynamic=False)
     return _compiled[name]
 
 

@@ -2,8 +2,10 @@
 
 int8: symmetric, w ≈ q * scale with q in [-127, 127]; one float32 scale per row (per channel) or
 per group of `group_size` columns.
-int4: asymmetric, w ≈ q * scale + zero with q in [0, 15], two codes packed per byte (even column in
-the low nibble); a float16 scale and zero per group of `group_size` columns (default 32).
+int4: asymmetric, w ≈ q * scale + zero with q in [0, 15], two codes packed per byte as GGUF's Q4
+blocks do (byte j of a group: column j in the low nibble, column j + group_size/2 in the high one,
+so unpacking yields contiguous halves, which compiled kernels vectorise); a float16 scale and zero
+per group of `group_size` columns (default 32).
 """
 
 from __future__ import annotations
@@ -80,13 +82,14 @@ def quantize_weight(w: torch.Tensor, scheme: Scheme, where: str = "weight") -> P
     zeros = lo.half()
     scales = ((hi - zeros.float()) / 15).clamp(min=_TINY).half().clamp(min=torch.finfo(torch.float16).tiny)
     q = torch.round((wg - zeros.float()[..., None]) / scales.float()[..., None]).clamp(0, 15).to(torch.uint8)
-    q = q.reshape(out, width // 2, 2)
-    return Packed(q[..., 0] | (q[..., 1] << 4), scales, zeros)
+    q = q.reshape(out, g, 2, width // g // 2)
+    return Packed((q[:, :, 0] | (q[:, :, 1] << 4)).reshape(out, width // 2), scales, zeros)
 
 
-def unpack_int4(codes: torch.Tensor) -> torch.Tensor:
-    """uint8 [out, in/2] -> uint8 codes [out, in] in 0..15."""
-    return torch.stack((codes & 15, codes >> 4), dim=-1).reshape(codes.shape[0], -1)
+def unpack_int4(codes: torch.Tensor, groups: int) -> torch.Tensor:
+    """uint8 [out, in/2] in `groups` groups -> uint8 codes [out, in] in 0..15."""
+    c = codes.reshape(codes.shape[0], groups, -1)
+    return torch.cat((c & 15, c >> 4), dim=-1).reshape(codes.shape[0], -1)
 
 
 def dequantize(p: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -95,7 +98,7 @@ def dequantize(p: Packed, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         out, width = p.codes.shape
         q = p.codes.float().reshape(out, p.scales.shape[1], -1)
         return (q * p.scales.float()[..., None]).reshape(out, width).to(dtype)
-    q = unpack_int4(p.codes)
+    q = unpack_int4(p.codes, p.scales.shape[1])
     out, width = q.shape
     q = q.float().reshape(out, p.scales.shape[1], -1)
     return (q * p.scales.float()[..., None] + p.zeros.float()[..., None]).reshape(out, width).to(dtype)
