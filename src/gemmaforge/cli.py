@@ -13,7 +13,7 @@ import torch
 
 from .errors import GemmaForgeError, InputError
 from .model import SUPPORTED_DTYPES
-from .quantize.cli import add_quantize_arguments, quant_report
+from .quantize.cli import add_gguf_type_argument, add_quantize_arguments, quant_report
 
 # What `--dtype` offers is what the model accepts (float16 overflows), so no choice fails later.
 DTYPES = {str(d).removeprefix("torch."): d for d in SUPPORTED_DTYPES}
@@ -49,16 +49,23 @@ def _convert(args: argparse.Namespace) -> None:
     from .errors import TokenizerError
     from .tokenizer import load_tokenizer
     from .weights import export_hf, load_model, save_model
+    from .weights.gguf_export import export_gguf
     from .weights.tensors import check_output
 
-    check_output(args.output, args.force)  # before the slow load
+    if args.to != "gguf":
+        check_output(args.output, args.force)  # before the slow load
+    elif args.output.exists() and not args.force:
+        raise InputError(f"{args.output}: exists; pass --force to replace it")
     model = load_model(args.source, dtype=DTYPES[args.dtype], **_quant(args))
     try:
         tok = load_tokenizer(args.source)
     except TokenizerError as e:  # the weights alone are still worth converting
         tok = None
         print(f"gemmaforge convert: no tokenizer written: {e}", file=sys.stderr)
-    out = (export_hf if args.to == "hf" else save_model)(model, args.output, tokenizer=tok, overwrite=args.force)
+    if args.to == "gguf":
+        out = export_gguf(model, args.output, args.gguf_type, tokenizer=tok, overwrite=args.force)
+    else:
+        out = (export_hf if args.to == "hf" else save_model)(model, args.output, tokenizer=tok, overwrite=args.force)
     print(f"wrote {args.to} checkpoint{' and tokenizer' if tok else ''} to {out}")
 
 
@@ -182,9 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a checkpoint to our format or a Hugging Face directory")
     _add_model_args(p, "source")
-    p.add_argument("output", type=Path, help="directory to create, with the source's tokenizer.model; "
-                   "an existing non-empty one (or a file) needs --force")
-    p.add_argument("--to", choices=["gemmaforge", "hf"], default="gemmaforge")
+    p.add_argument("output", type=Path, help="directory to create, with the source's tokenizer.model (--to gguf: "
+                   "one .gguf file with the vocabulary); an existing non-empty one (or a file) needs --force")
+    p.add_argument("--to", choices=["gemmaforge", "hf", "gguf"], default="gemmaforge",
+                   help="our format (quantised with --quantize), Hugging Face, or GGUF for llama.cpp")
+    add_gguf_type_argument(p)
     p.add_argument("--force", action="store_true", help="replace what is at OUTPUT (atomically, on success)")
     p.set_defaults(run=_convert)
 

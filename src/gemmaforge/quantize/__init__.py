@@ -90,7 +90,9 @@ def check_requested(have: Scheme | None, scheme: str | None, group_size: int | N
     """A checkpoint stored quantised loads only with its own scheme (or no request)."""
     if have is None or (scheme is None and group_size is None):
         return
-    want = Scheme.make(scheme or have.name, group_size if group_size is not None else have.group_size)
+    name = scheme or have.name
+    keep = name == have.name and group_size is None  # asking for the stored scheme by name alone
+    want = have if keep else Scheme.make(name, group_size)
     if want != have:
         raise InputError(f"{where}: is stored quantised as {have}; it cannot be loaded as {want} "
                          f"(load the float model to quantise it differently, or drop quantize=)")

@@ -6,6 +6,7 @@ import argparse
 
 from ..model import Gemma
 from . import SCHEMES, scheme_of
+from .modules import QuantWeight
 
 
 def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,8 +17,19 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
                    help="columns per scale (int8 default: one per row; int4 default: 32)")
 
 
+def add_gguf_type_argument(p: argparse.ArgumentParser) -> None:
+    from ..weights.gguf_export import TYPES
+
+    p.add_argument("--gguf-type", choices=TYPES, default=None,
+                   help="tensor type of --to gguf (default: F32 for a float model, Q8_0 for int8, Q4_1 for "
+                        "int4 -- lossless from int4 in groups of 32)")
+
+
 def quant_report(model: Gemma) -> dict:
-    """The scheme (or None) and the bytes the model's tensors take."""
+    """The scheme (or None), the parameter count (a quantised weight counts its float original's
+    entries, not its buffers) and the bytes the model's tensors take."""
     scheme = scheme_of(model)
     size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return {"quantization": str(scheme) if scheme else None, "weight_bytes": size}
+    quantised = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, QuantWeight))
+    return {"parameters": model.num_parameters() + quantised,
+            "quantization": str(scheme) if scheme else None, "weight_bytes": size}

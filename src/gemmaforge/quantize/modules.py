@@ -46,6 +46,12 @@ class QuantWeight(nn.Module):
     def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return dequantize(self.packed, dtype)
 
+    def dequantized_rows(self, start: int, stop: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows [start, stop) of the float weight, without dequantising the rest."""
+        p = self.packed
+        rows = slice(start, stop)
+        return dequantize(Packed(p.codes[rows], p.scales[rows], None if p.zeros is None else p.zeros[rows]), dtype)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, scheme={self.scheme}"
 

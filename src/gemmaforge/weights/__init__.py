@@ -32,8 +32,8 @@ def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
     src = resolve(source)
     if src.kind == "native":  # a quantised one comes back as it was saved
         model = native.load(src.path, dtype, quantize, group_size)
-    elif src.kind == "gguf":
-        model = gguf_file.load(src.path, dtype)
+    elif src.kind == "gguf":  # quantised block by block, never whole in float32
+        model = gguf_file.load(src.path, dtype, quantize=quantize and Scheme.make(quantize, group_size))
     elif src.kind == "hf":
         model = hf.load(src.path, dtype)
     else:
