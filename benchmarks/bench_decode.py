@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 
 SHORT = "The history of the city of Rome begins"
 
@@ -48,7 +48,7 @@ def run_gemmaforge(args, quantize: str | None = None) -> dict:
     import torch
 
     import gemmaforge as gf
-    from gemmaforge.generate import Decoder
+    from gemmaforge.inference.generate import Decoder
 
     torch.set_num_threads(args.threads)
     source = "gemma3-270m"
@@ -82,7 +82,7 @@ def step_profile(model, tok, steps: int = 16) -> dict:
     """Wall time of batch-1 decode steps, and how much of it is spent inside PyTorch ops."""
     from torch.profiler import ProfilerActivity, profile
 
-    from gemmaforge.generate import Decoder
+    from gemmaforge.inference.generate import Decoder
 
     it = iter(Decoder(model, [tok.encode(SHORT)], steps + 2))
     next(it)  # prefill

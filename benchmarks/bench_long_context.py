@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 
 TEXT = "The history of the city is long and varied, and its people remember it well. "
 
@@ -40,7 +40,7 @@ def load(threads: int):
 
 def prefill_child(args) -> dict:
     """One long prompt, chunked or in one pass; seconds to its first token and peak RSS."""
-    gen = importlib.import_module("gemmaforge.generate")  # `gemmaforge.generate` is also a function
+    gen = importlib.import_module("gemmaforge.inference.generate")  # `gemmaforge.inference.generate` is also a function
 
     model, tok = load(args.threads)
     if args.child == "one-pass":
@@ -55,7 +55,7 @@ def prefill_child(args) -> dict:
 def chat_turns(args) -> dict:
     """A long first message, then short turns: the cached session vs a fresh prefill each turn."""
     import gemmaforge as gf
-    from gemmaforge.generate import stream
+    from gemmaforge.inference.generate import stream
 
     model, tok = load(args.threads)
     session = gf.ChatSession(model, tok, max_new_tokens=24)

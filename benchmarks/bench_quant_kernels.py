@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from gemmaforge.machine import cpu_name
 from gemmaforge.model import linear
-from gemmaforge.quantize import kernels
-from gemmaforge.quantize.schemes import Scheme, dequantize, quantize_weight, unpack_int4
+from gemmaforge.quant import kernels
+from gemmaforge.quant.schemes import Scheme, dequantize, quantize_weight, unpack_int4
 
 D, FFN, Q, KV, V = 640, 2048, 1024, 256, 262144
 CASES = [  # (what, out, in, rows)

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 
 MODEL = dict(vocab_size=32000, d_model=512, n_layers=8, n_heads=8, n_kv_heads=1, head_dim=64, ffn_dim=2048,
              max_seq_len=256, layer_types="G" * 8, name="bench-46m")

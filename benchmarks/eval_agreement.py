@@ -11,9 +11,10 @@ backend) on the shipped gemma3-270m, on the same local items.
   metric downloads its script from the Hub at run time, which cannot happen offline).
 
 The transformers model is gemmaforge's HF export of the same weights (`gf.export_hf`) plus the
-tokenizer transformers converts from the GGUF. lm-eval needs `pip install "lm-eval[hf]==0.4.13"`,
-best in its own virtual environment (`python -m venv --system-site-packages`), named by
---lm-eval-python. Writes agreement.json and agreement.md in --work.
+tokenizer transformers converts from the GGUF. lm-eval 0.4.13 is in the dev extra (its HF backend
+needs transformers and accelerate, also there); another interpreter can be named by
+--lm-eval-python. Writes agreement.json and agreement.md in --work. Prompt-by-prompt agreement of
+every multiple-choice task is a test: tests/eval/test_eval_lm_eval_parity.py.
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ def main() -> int:
     arc_items, he_items = write_tasks(work, args.arc_limit, args.humaneval_limit)
     t0 = time.monotonic()
     ours_arc = run_eval("gemma3-270m", ["arc_easy"], limit=args.arc_limit, batch_size=args.batch_size,
-                        threads=args.threads, output_dir=str(work / "gemmaforge_arc"))["arc_easy"]
+                        threads=args.threads, output_dir=str(work / "gemmaforge_arc"), overwrite=True)["arc_easy"]
     ours_he = run_eval("gemma3-270m", ["humaneval"], limit=args.humaneval_limit, batch_size=args.batch_size,
-                       threads=args.threads, output_dir=str(work / "gemmaforge_humaneval"))["humaneval"]
+                       threads=args.threads, output_dir=str(work / "gemmaforge_humaneval"), overwrite=True)["humaneval"]
     ours_seconds = time.monotonic() - t0
     hf_dir = prepare_hf(work)
     theirs, samples, theirs_seconds = run_lm_eval(args.lm_eval_python, hf_dir, work, args.batch_size, args.threads)

@@ -1,12 +1,10 @@
 """Proof at demo scale: pre-train a 16M-parameter Gemma on real text on this machine's CPUs.
 
-The corpus is what every Python install carries: the CPython standard library's .py files plus
-the prose under /usr/share/doc (READMEs, NEWS, changelogs; licences skipped, exact duplicates
-dropped), split by document into train and validation. gemmaforge's own tools make the data: an
-8192-piece Gemma-style tokenizer (`train_tokenizer`) and packed shards (`gemmaforge.data.prepare`,
-no filters: the text is trusted). Then `configs/pretrain-demo.toml` runs through `pretrain`, and
-the validation loss is set against the unigram entropy of the validation tokens (the best loss a
-model without context can reach).
+The corpus is what every Python install carries (`gemmaforge.data.demo`, the same data as
+`gemmaforge data demo --output runs/demo-data`): the CPython standard library and the prose under
+/usr/share/doc, with an 8192-piece Gemma-style tokenizer trained on it. Then
+`configs/pretrain-demo.toml` runs through `pretrain`, and the validation loss is set against the
+unigram entropy of the validation tokens (the best loss a model without context can reach).
 
     python benchmarks/pretrain_demo.py [--data runs/demo-data] [--config configs/pretrain-demo.toml]
                                        [--out benchmarks/results]
@@ -15,84 +13,15 @@ model without context can reach).
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 import os
 import platform
-import random
 import shutil
-import sysconfig
 import time
 from pathlib import Path
 
 VOCAB = 8192
 MAX_BYTES = 24_000_000  # plenty for a 10-minute run, quick to tokenise
-MAX_DOC = 100_000
-VAL_FRACTION = 0.02
-SEQ_LEN = 256
-
-
-def documents() -> list[tuple[str, str]]:
-    """(kind, text) of distinct texts from the stdlib ("code") and /usr/share/doc ("web"), each cut
-    at MAX_DOC characters so that no giant changelog dominates, in a fixed shuffled order."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    files = [("code", p) for p in sorted(stdlib.rglob("*.py")) if "site-packages" not in p.parts]
-    files += [("web", p) for p in sorted(Path("/usr/share/doc").rglob("*")) if p.is_file() and _is_prose(p.name)]
-    seen, docs = set(), []
-    for kind, p in files:
-        try:
-            raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-            text = raw.decode("utf-8")[:MAX_DOC]
-        except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError):
-            continue
-        key = hashlib.sha1(text.encode()).digest()
-        if len(text) > 200 and key not in seen:
-            seen.add(key)
-            docs.append((kind, text))
-    random.Random(0).shuffle(docs)
-    kept, total = [], 0
-    for kind, text in docs:
-        if total + len(text) <= MAX_BYTES:
-            kept.append((kind, text))
-            total += len(text)
-    return kept
-
-
-def _is_prose(name: str) -> bool:
-    """READMEs, NEWS, changelogs and plain-text docs; not licences, markup or binaries."""
-    stem = name.removesuffix(".gz").lower()
-    return not stem.startswith("copyright") and (
-        stem.startswith(("readme", "news", "changelog", "changes", "history", "todo", "faq"))
-        or stem.endswith((".txt", ".md", ".rst")))
-
-
-def build_corpus(directory: Path) -> dict:
-    """tokenizer/, train/ and val/ (prepared data directories) under `directory`."""
-    from gemmaforge.data import DataConfig, DedupConfig, SourceConfig, prepare
-    from gemmaforge.tokenizer_train import train_tokenizer
-
-    directory.mkdir(parents=True, exist_ok=True)
-    docs = documents()
-    n_val = max(1, int(len(docs) * VAL_FRACTION))
-    parts = {"val": docs[:n_val], "train": docs[n_val:]}
-    tokenizer = train_tokenizer((text for _, text in parts["train"]), VOCAB, directory / "tokenizer", family=1)
-    stats = {}
-    for part, part_docs in parts.items():
-        sources = []
-        for kind in ("code", "web"):
-            raw = directory / "raw" / f"{part}-{kind}.jsonl"
-            raw.parent.mkdir(exist_ok=True)
-            raw.write_text("".join(json.dumps({"text": t}) + "\n" for k, t in part_docs if k == kind), "utf-8")
-            sources.append(SourceConfig(name=f"{part}-{kind}", kind=kind, paths=[str(raw)]))
-        manifest = prepare(DataConfig(output=str(directory / part), tokenizer=str(directory / "tokenizer"),
-                                      sources=sources, seq_len=SEQ_LEN, dedup=DedupConfig(minhash=False),
-                                      overwrite=True, progress=False), tokenizer=tokenizer)
-        stats[part] = {"documents": len(part_docs), "bytes": sum(len(t.encode()) for _, t in part_docs),
-                       "tokens": manifest.total_tokens}
-    shutil.rmtree(directory / "raw")
-    (directory / "corpus.json").write_text(json.dumps(stats, indent=2) + "\n")
-    return stats
 
 
 def main() -> None:
@@ -104,13 +33,14 @@ def main() -> None:
 
     import torch
 
+    from gemmaforge.data.demo import build_demo_data
     from gemmaforge.train.config import TrainConfig
     from gemmaforge.train.pretrain import pretrain
 
     start = time.perf_counter()
     if not (args.data / "corpus.json").exists():
         print(f"building the corpus in {args.data} ...", flush=True)
-        build_corpus(args.data)
+        build_demo_data(args.data, vocab_size=VOCAB, max_bytes=MAX_BYTES, overwrite=True)
     corpus = json.loads((args.data / "corpus.json").read_text())
     corpus_s = time.perf_counter() - start
     config = TrainConfig.load(args.config)

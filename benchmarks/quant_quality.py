@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 import gemmaforge as gf
 from gemmaforge.data.default_corpus import PARTS
-from gemmaforge.generate import Decoder
+from gemmaforge.inference.generate import Decoder
 from gemmaforge.machine import cpu_name
-from gemmaforge.quantize import scheme_of
+from gemmaforge.quant import scheme_of
 
 SCHEMES = ("float32", "int8", "int4")
 TARGET = {"int8": 0.5, "int4": 3.0}  # allowed NLL increase over float32, percent

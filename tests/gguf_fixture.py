@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gguf import GGMLQuantizationType, GGUFWriter
+from gguf import GGMLQuantizationType, GGUFWriter, RopeScalingType
 from gguf.quants import quantize
 
 from gemmaforge.model import Gemma
@@ -44,6 +44,9 @@ def write_gguf(model: Gemma, path: Path, quant: GGMLQuantizationType | None = No
     w.add_rope_freq_base(cfg.rope_base)
     if cfg.family >= 2:
         w.add_sliding_window(cfg.sliding_window)
+    if cfg.rope_scaling != 1.0:  # as llama.cpp's converter writes Gemma 3 4B+
+        w.add_rope_scaling_type(RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(cfg.rope_scaling)
     if cfg.family == 2:
         w.add_float32(f"{arch}.attn_logit_softcapping", cfg.attn_softcap)
         w.add_float32(f"{arch}.final_logit_softcapping", cfg.final_softcap)

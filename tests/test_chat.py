@@ -9,7 +9,7 @@ import pytest
 
 from gemmaforge.errors import InputError
 from gemmaforge.tokenizer import Tokenizer
-from gemmaforge.tokenizer_train import train_tokenizer
+from gemmaforge.tokenizer.train import train_tokenizer
 
 U1 = {"role": "user", "content": "Hi there"}
 M1 = {"role": "assistant", "content": "Hello! How can I help?"}

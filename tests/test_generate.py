@@ -8,9 +8,9 @@ from byte_tokenizer import ByteTokenizer
 from model_helpers import random_gemma
 
 import gemmaforge as gf
-from gemmaforge.generate import Decoder, TextStream, fit_context, generate, stream
+from gemmaforge.inference.generate import Decoder, TextStream, fit_context, generate, stream
+from gemmaforge.inference.sampling import Sampling, filter_logits
 from gemmaforge.kv_cache import PromptCache
-from gemmaforge.sampling import Sampling, filter_logits
 
 
 def run(model, prompts, n, **kw):
@@ -38,8 +38,30 @@ def test_batch_of_different_lengths_equals_each_prompt_alone(tiny_name, sampling
     model = random_gemma(tiny_name, std=0.1)
     prompts = [[2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 40], [2, 77, 78, 79, 80]]
     batched = run(model, prompts, 12, sampling=sampling)
-    for p, got in zip(prompts, batched):
-        assert got == run(model, [p], 12, sampling=sampling)[0]
+    for i, (p, got) in enumerate(zip(prompts, batched)):  # row i is sample (seed, i)
+        assert got == run(model, [p], 12, sampling=sampling, sample_ids=[i])[0]
+
+
+def test_copies_of_one_prompt_give_independent_reproducible_samples():
+    model = random_gemma("tiny-gemma3", std=0.02)  # near-uniform next-token distributions
+    tok = ByteTokenizer()
+    sampling = Sampling(temperature=1.0, seed=7)
+    texts = generate(model, tok, ["ab"] * 6, 12, sampling=sampling)
+    assert len(set(texts)) == 6  # each row has its own random stream
+    for k in (0, 4):  # sample k of the batch is (seed, k) generated alone, through both entry points
+        assert generate(model, tok, ["ab"], 12, sampling=sampling, sample_ids=[k]) == [texts[k]]
+        assert "".join(stream(model, tok, "ab", 12, sampling=sampling, sample_id=k)) == texts[k]
+    assert generate(model, tok, ["ab"] * 6, 12, sampling=sampling) == texts
+    with pytest.raises(gf.InputError, match="not both"):
+        generate(model, tok, ["ab"], 4, temperature=0.5, sampling=sampling)
+
+
+def test_sample_seeds_are_distinct_and_stable():
+    from gemmaforge.inference.sampling import sample_seed
+
+    seeds = {sample_seed(s, i) for s in range(50) for i in range(50)}
+    assert len(seeds) == 2500 and all(0 <= x < 2**63 for x in seeds)
+    assert sample_seed(0, 0) == sample_seed(0, 0) != sample_seed(0, 1)
 
 
 def test_sampling_is_seeded():
@@ -62,6 +84,27 @@ def test_top_p_keeps_the_smallest_nucleus():
     kept = torch.isfinite(filter_logits(logits, None, 0.75))
     assert kept.tolist() == [[True, True, False, False]]
     assert torch.isfinite(filter_logits(logits, 2, None)).sum() == 2
+
+
+def nucleus_float64(logits: torch.Tensor, p: float) -> set[int]:
+    """Reference: the smallest set of top tokens whose float64 probability reaches p."""
+    probs = torch.softmax(logits.double(), -1)
+    order = torch.argsort(probs, descending=True, stable=True).tolist()
+    kept, mass = set(), 0.0
+    for t in order:
+        if mass >= p:
+            break
+        kept.add(t)
+        mass += probs[t].item()
+    return kept
+
+
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.999])
+def test_top_p_over_a_262k_vocabulary_keeps_the_float64_nucleus(p):
+    torch.manual_seed(0)  # a long-tailed distribution at Gemma 3's vocabulary size
+    logits = torch.randn(262144) * 3.0 + torch.linspace(8, 0, 262144) ** 1.5
+    kept = torch.isfinite(filter_logits(logits[None], None, p))[0].nonzero()[:, 0].tolist()
+    assert set(kept) == nucleus_float64(logits, p)
 
 
 def test_repetition_penalty_discourages_repeats():
@@ -180,9 +223,13 @@ def test_chat_drops_the_oldest_exchanges_to_fit_the_context():
         assert isinstance(reply, str)
     assert session.dropped >= 1 and len(session.messages) < 8
     assert session.messages[-2]["content"] == "message number 3"
-    with pytest.raises(gf.InputError, match="context is 64"):
-        "".join(session.send("x" * 80))  # too long on its own: an error, the session lives on
-    assert "".join(session.send("ok")) is not None
+    history = [dict(m) for m in session.messages]
+    with pytest.raises(gf.InputError, match="context is 64.*conversation so far is kept"):
+        "".join(session.send("x" * 80))  # too long on its own: an error, the history untouched
+    assert session.messages == history and session.dropped == 0
+    fresh = "".join(stream(model, session.tokenizer, session._render(history, "ok"), 6))
+    assert "".join(session.send("ok")) == fresh  # the next reply still sees the history
+    assert session.messages[:len(history)] == history
 
 
 def test_truncation_that_cannot_help_says_what_would():
@@ -197,7 +244,7 @@ def test_prompts_prefill_in_chunks_exactly_as_in_one_pass(tiny_name, monkeypatch
     model = random_gemma(tiny_name, std=0.1)
     prompts = [[2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], [2, 40], [2, 77, 78, 79, 80]]
     whole = run(model, prompts, 8)
-    monkeypatch.setattr(sys.modules["gemmaforge.generate"], "PREFILL_CHUNK", 3)
+    monkeypatch.setattr(sys.modules["gemmaforge.inference.generate"], "PREFILL_CHUNK", 3)
     sizes = count_prefill(model)
     assert run(model, prompts, 8) == whole
     assert sizes[:6] == [3, 3, 3, 3, 1, 1]  # 13 prompt positions in chunks, then decoding

@@ -6,7 +6,7 @@ import pytest
 
 from gemmaforge.data.errors import DataError
 from gemmaforge.errors import InputError
-from gemmaforge.jsonl import read_jsonl
+from gemmaforge.util.jsonl import read_jsonl
 
 
 def test_reads_plain_and_gzip_skipping_blank_lines(tmp_path):

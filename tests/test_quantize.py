@@ -14,9 +14,9 @@ from test_generate import ChatBytes
 import gemmaforge as gf
 from gemmaforge.errors import CheckpointError, InputError
 from gemmaforge.model import Gemma
-from gemmaforge.quantize import checkpoint, kernels, scheme_of
-from gemmaforge.quantize.modules import QuantEmbedding, QuantLinear, QuantWeight
-from gemmaforge.quantize.schemes import Scheme, dequantize, quantize_weight, unpack_int4
+from gemmaforge.quant import checkpoint, kernels, scheme_of
+from gemmaforge.quant.modules import QuantEmbedding, QuantLinear, QuantWeight
+from gemmaforge.quant.schemes import Scheme, dequantize, quantize_weight, unpack_int4
 from gemmaforge.weights.gguf_export import export_gguf, write_vocabulary
 
 SCHEMES = [("int8", None), ("int8", 32), ("int4", 32), ("int4", 64)]

@@ -20,7 +20,11 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def ours():
-    return gf.load_model("gemma3-270m")
+    """Decoded from the GGUF itself, not the dequantisation cache: a change to GGUF decoding that
+    forgot to bump the cache version would otherwise pass here on stale cached weights."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEMMAFORGE_CACHE", "off")
+        return gf.load_model("gemma3-270m")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,7 @@ GREEDY_PROMPTS = [
 
 
 def test_greedy_continuations_match_transformers(ours, theirs):
-    from gemmaforge.generate import Decoder
+    from gemmaforge.inference.generate import Decoder
 
     tok = gf.load_tokenizer("gemma3-270m")
     prompts = [tok.encode(p) for p in GREEDY_PROMPTS]

@@ -11,10 +11,10 @@ import pytest
 from sentencepiece import sentencepiece_model_pb2 as pb
 
 from gemmaforge.errors import InputError, TokenizerError
-from gemmaforge.sources import resolve
 from gemmaforge.tokenizer import Tokenizer, load_tokenizer
-from gemmaforge.tokenizer_gguf import model_proto_from_gguf
-from gemmaforge.tokenizer_train import train_tokenizer
+from gemmaforge.tokenizer.gguf import model_proto_from_gguf
+from gemmaforge.tokenizer.train import train_tokenizer
+from gemmaforge.weights.sources import resolve
 
 Type = pb.ModelProto.SentencePiece.Type
 STRINGS = json.loads((Path(__file__).parent / "data" / "tokenizer_strings.json").read_text())

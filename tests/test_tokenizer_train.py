@@ -12,7 +12,7 @@ import pytest
 from gemmaforge.cli import main as cli_main
 from gemmaforge.errors import InputError
 from gemmaforge.tokenizer import load_tokenizer
-from gemmaforge.tokenizer_train import special_pieces, train_tokenizer
+from gemmaforge.tokenizer.train import special_pieces, train_tokenizer
 
 UNSEEN = ["日本語のテキスト", "Ünïcödé ∑ ≠ ∞", "🧑‍💻👨‍👩‍👧‍👦", "\x00\x01\x7f", "Привет, мир", "नमस्ते",
           "  two  spaces,\ttabs\t\tand\n\nnewlines  ", "<start_of_turn>user\nhi<end_of_turn>", ""]
@@ -96,8 +96,8 @@ def test_cli(corpus, tmp_path, capsys):
     assert cli_main(["tokenizer", "train", "--input", "/nonexistent.txt", "--vocab-size", "600",
                      "--output", str(out)]) == 2
     assert "error: no such input file: /nonexistent.txt" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli_main(["tokenizer", "train", "--vocab-size", "600"])
+    assert cli_main(["tokenizer", "train", "--vocab-size", "600"]) == 2  # --input and --output missing
+    assert "the following arguments are required: --input, --output" in capsys.readouterr().err
 
 
 def test_deterministic_even_when_sampling_lines(corpus, tmp_path):
@@ -120,7 +120,7 @@ def test_output_is_checked_before_training(corpus, tmp_path, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("trained although the output is unusable")
 
-    monkeypatch.setattr("gemmaforge.tokenizer_train._train", never)
+    monkeypatch.setattr("gemmaforge.tokenizer.train._train", never)
     (tmp_path / "afile").write_text("keep")
     with pytest.raises(InputError, match=f"{tmp_path / 'afile'}: exists and is not a directory"):
         train_tokenizer(corpus[:1], 600, tmp_path / "afile")
@@ -143,8 +143,8 @@ def test_cli_bad_arguments_are_one_line(corpus, tmp_path, capsys):
     assert "no text in the inputs" in run("--input", str(tmp_path / "empty.txt"), "--output", str(tmp_path / "o"))
     assert f"input is a directory, not a text file: {tmp_path}" in run("--input", str(tmp_path), "--output",
                                                                          str(tmp_path / "o"))
-    assert "num_reserved (--reserved) must be >= 0, got -1" in run(*good, "--output", str(tmp_path / "o"),
-                                                                    "--reserved", "-1")
+    assert "argument --reserved: must be an integer >= 0, got '-1'" in run(*good, "--output", str(tmp_path / "o"),
+                                                                           "--reserved", "-1")
     assert f"{tmp_path / 'file'}: exists and is not a directory" in run(*good, "--output", str(tmp_path / "file"))
     assert "cannot create the output directory" in run(*good, "--output", "/proc/gemmaforge-t1")
     assert not (tmp_path / "o").exists()

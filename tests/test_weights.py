@@ -76,6 +76,32 @@ def test_gguf_float32_and_norm_offset(tiny_name, tmp_path):
         assert (model(ids) - back(ids)).abs().max() <= 1e-4
 
 
+# Variants matching no preset, so nothing read back can come from a preset by accident: every
+# field GGUF stores differs from the tiny presets' and from the published models'.
+VARIANTS = {
+    "tiny-gemma-mha": dict(d_model=48, n_heads=3, n_kv_heads=3, head_dim=20, ffn_dim=72, max_seq_len=96,
+                           norm_eps=1e-5, rope_base=5000.0),
+    "tiny-gemma2": dict(n_layers=3, layer_types="LGL", sliding_window=6, attn_softcap=40.0, final_softcap=20.0,
+                        rope_base=20000.0, max_seq_len=80, query_pre_attn_scalar=32),
+    "tiny-gemma3": dict(n_layers=6, layer_types="LLLLLG", sliding_window=5, rope_base=500000.0,
+                        rope_scaling=8.0, ffn_dim=96, max_seq_len=72, query_pre_attn_scalar=32),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(VARIANTS))
+def test_gguf_config_round_trip_of_non_preset_variants(preset, tmp_path):
+    cfg = gf.GemmaConfig.preset(preset).replace(**VARIANTS[preset], name="variant")
+    presets = [gf.GemmaConfig.preset(p).replace(name="") for p in gf.GemmaConfig.presets()]
+    assert cfg.replace(name="") not in presets
+    torch.manual_seed(0)
+    model = gf.Gemma(cfg)
+    back = load_model(write_gguf(model, tmp_path / "v.gguf"))
+    assert back.config.replace(name="") == cfg.replace(name="")
+    ids = torch.randint(0, cfg.vocab_size, (1, 24))
+    with torch.no_grad():
+        assert (model(ids) - back(ids)).abs().max() <= 1e-4
+
+
 def test_gguf_quantised_tensors_are_dequantised_exactly(tmp_path):
     model = random_gemma("tiny-gemma3")
     back = load_model(write_gguf(model, tmp_path / "q.gguf", GGMLQuantizationType.Q8_0))

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from .errors import GemmaForgeError, InputError
-from .model import SUPPORTED_DTYPES
-from .quantize.cli import add_gguf_type_argument, add_quantize_arguments, quant_report
+from .errors import GemmaForgeError
+from .quant.cli import add_gguf_type_argument, add_quantize_arguments
+from .util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT, PROBABILITY, Parser
 
 # What `--dtype` offers is what the model accepts (float16 overflows), so no choice fails later.
-DTYPES = {str(d).removeprefix("torch."): d for d in SUPPORTED_DTYPES}
+# Names, not torch dtypes: `gemmaforge --help` must not wait for torch to import.
+DTYPES = ("float32", "bfloat16")
+
+
+def _dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
 
 
 def _info(args: argparse.Namespace) -> None:
+    from .quant.cli import quant_report
     from .weights import load_model
 
     start = time.perf_counter()
-    model = load_model(args.model, dtype=DTYPES[args.dtype], **_quant(args))
+    model = load_model(args.model, dtype=_dtype(args.dtype), **_quant(args))
     seconds = time.perf_counter() - start
     report = {"source": args.model, "config": model.config.to_dict(),
               "parameters": model.num_parameters(), "dtype": str(model.dtype).removeprefix("torch."),
@@ -46,8 +55,8 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from .errors import TokenizerError
-    from .tokenizer import load_tokenizer
+    from .errors import CheckpointError, TokenizerError
+    from .tokenizer.tokenizer import load_tokenizer
     from .weights import export_hf, load_model, save_model
     from .weights.gguf_export import export_gguf
     from .weights.tensors import check_output
@@ -55,10 +64,10 @@ def _convert(args: argparse.Namespace) -> None:
     if args.to != "gguf":
         check_output(args.output, args.force)  # before the slow load
     elif args.output.exists() and not args.force:
-        raise InputError(f"{args.output}: exists; pass --force to replace it")
-    model = load_model(args.source, dtype=DTYPES[args.dtype], **_quant(args))
+        raise CheckpointError(f"{args.output}: exists; pass --force to replace it")
+    model = load_model(args.source, dtype=_dtype(args.dtype), **_quant(args))
     try:
-        tok = load_tokenizer(args.source)
+        tok = load_tokenizer(args.tokenizer or args.source)
     except TokenizerError as e:  # the weights alone are still worth converting
         tok = None
         print(f"gemmaforge convert: no tokenizer written: {e}", file=sys.stderr)
@@ -70,14 +79,15 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from .tokenizer import load_tokenizer
+    import torch
+
+    from .tokenizer.tokenizer import load_tokenizer
     from .weights import load_model
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    return load_model(args.model, dtype=DTYPES[args.dtype], **_quant(args)), load_tokenizer(args.model)
+    tok = load_tokenizer(args.tokenizer or args.model)  # the fast check first
+    return load_model(args.model, dtype=_dtype(args.dtype), **_quant(args)), tok
 
 
 def _quant(args: argparse.Namespace) -> dict:
@@ -85,33 +95,38 @@ def _quant(args: argparse.Namespace) -> dict:
 
 
 def _sampling(args: argparse.Namespace):
-    from .sampling import Sampling
+    from .inference.sampling import Sampling
 
     return Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from .generate import stream
+    from .inference.generate import generate, stream
 
     s = _sampling(args)  # bad settings fail before the model loads
     model, tok = _load(args)
     prompts = args.prompt or [sys.stdin.read().removesuffix("\n")]  # `echo ... |` adds a newline
-    for prompt in prompts:
-        for delta in stream(model, tok, prompt, args.max_new_tokens, s.temperature, s.top_k, s.top_p,
-                            s.repetition_penalty, s.seed, stop=args.stop, truncate=args.truncate):
+    if len(prompts) == 1:  # one prompt streams as it is generated
+        for delta in stream(model, tok, prompts[0], args.max_new_tokens, stop=args.stop, truncate=args.truncate,
+                            sampling=s):
             print(delta, end="", flush=True)
         print()
+        return
+    texts = generate(model, tok, prompts, args.max_new_tokens, stop=args.stop, truncate=args.truncate, sampling=s)
+    for i, (prompt, text) in enumerate(zip(prompts, texts), 1):  # several prompts run as one batch
+        print(f"=== [{i}/{len(prompts)}] {prompt}")
+        print(text)
 
 
 def _chat(args: argparse.Namespace) -> None:
-    from .session import ChatSession
+    from .inference.chat_session import ChatSession
 
     sampling = _sampling(args)
     model, tok = _load(args)
     session = ChatSession(model, tok, sampling, args.max_new_tokens, args.system)
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"Chatting with {args.model}. /reset clears the history, /exit quits.", file=sys.stderr)
+        print(f"Chatting with {args.model}. /help lists the commands.", file=sys.stderr)
     while True:
         try:
             line = input("you> " if interactive else "")
@@ -125,10 +140,20 @@ def _chat(args: argparse.Namespace) -> None:
         if text == "/reset":
             session.reset()
             print("(history cleared)", file=sys.stderr)
-            continue
-        if not text:
-            continue
-        _reply(session, text, interactive)
+        elif text == "/help":
+            print(CHAT_HELP, file=sys.stderr)
+        elif text.startswith("/") and " " not in text:
+            print(f"unknown command {text}; /help lists the commands (start a message with // to send a "
+                  "literal /)", file=sys.stderr)
+        elif text:
+            _reply(session, text.removeprefix("/") if text.startswith("//") else text, interactive)
+
+
+CHAT_HELP = """commands:
+  /reset   forget the conversation so far
+  /exit    leave (also /quit, Ctrl-D)
+  /help    this list
+Ctrl-C stops a reply without ending the chat. A message starting with // is sent with one / removed."""
 
 
 def _reply(session, text: str, interactive: bool) -> None:
@@ -149,37 +174,45 @@ def _reply(session, text: str, interactive: bool) -> None:
 
 
 def _tokenizer_train(args: argparse.Namespace) -> None:
-    from .tokenizer import TOKENIZER_FILE
-    from .tokenizer_train import run_train
+    from .tokenizer.tokenizer import TOKENIZER_FILE
+    from .tokenizer.train import run_train
 
     tok = run_train(args)
     print(f"wrote {args.output / TOKENIZER_FILE}: {tok.vocab_size} pieces, "
           f"<start_of_turn>={tok.start_of_turn_id}, <end_of_turn>={tok.end_of_turn_id}")
 
 
+SOURCE_HELP = ("a shipped name (gemma3-270m), an HF dir, a .gguf, a .ckpt, our dir, a training checkpoint "
+               "or a training run directory (its newest checkpoint)")
+
+
 def _add_model_args(p: argparse.ArgumentParser, positional: str | None = None) -> None:
-    src_help = "a shipped name (gemma3-270m), an HF dir, a .gguf, a .ckpt or our dir"
     if positional:
-        p.add_argument(positional, help=src_help)
+        p.add_argument(positional, help=SOURCE_HELP)
     else:
-        p.add_argument("--model", default="gemma3-270m", help=f"{src_help} (default: gemma3-270m)")
-    p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+        p.add_argument("--model", default="gemma3-270m", help=SOURCE_HELP)
+    p.add_argument("--tokenizer", default=None, metavar="SOURCE",
+                   help="where the tokenizer comes from, if not from the model source (a tokenizer.model, or "
+                        "any source above)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and activations")
     add_quantize_arguments(p)
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
                    help="torch threads (default: torch's choice; fewer on a busy machine)")
-    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=NON_NEGATIVE, default=max_new_tokens, metavar="N",
+                   help="most tokens generated per reply")
+    p.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.0, help="0 = greedy")
+    p.add_argument("--top-k", type=POSITIVE, default=None, metavar="K", help="sample among the K likeliest tokens")
+    p.add_argument("--top-p", type=PROBABILITY, default=None, metavar="P",
+                   help="sample among the likeliest tokens holding probability P")
+    p.add_argument("--repetition-penalty", type=POSITIVE_FLOAT, default=1.0, help="> 1 discourages repeats")
+    p.add_argument("--seed", type=INTEGER, default=0, help="seed of the sampling streams")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gemmaforge", description=__doc__)
+    parser = Parser(prog="gemmaforge", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
 
     p = sub.add_parser("info", help="load a model and report its config, size and load time")
@@ -213,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenizer", help="tokenizer tools")
     tsub = p.add_subparsers(dest="tokenizer_verb", required=True)
-    from .tokenizer_train import add_train_args
+    from .tokenizer.train import add_train_args
 
     t = tsub.add_parser("train", help="train a Gemma-style SentencePiece tokenizer on text files")
     add_train_args(t)
@@ -221,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .data.cli import add_data_arguments, data_main
     from .eval.cli import add_eval_arguments, eval_main
+    from .train.preference_run import add_dpo_arguments, add_reward_arguments, dpo_main, reward_main
     from .train.pretrain import add_pretrain_arguments, pretrain_main
+    from .train.rl import add_rlhf_arguments, rlhf_main
+    from .train.sft import add_sft_arguments, sft_main
 
     p = sub.add_parser("data", help="pre-training data: prepare shards, check the default corpus")
     add_data_arguments(p)
@@ -231,21 +267,66 @@ def build_parser() -> argparse.ArgumentParser:
     add_pretrain_arguments(p)
     p.set_defaults(run=pretrain_main)
 
+    p = sub.add_parser("sft", help="supervised fine-tuning: `sft --config FILE` trains (full or LoRA, torchrun "
+                                   "for DDP/FSDP2); `sft select` picks responses with a judge")
+    add_sft_arguments(p)
+    p.set_defaults(run=sft_main)
+    sft_verbs = p.add_subparsers(dest="sft_verb", metavar="{select}")
+
+    p = sub.add_parser("reward", help="reward models on preference pairs: train, score")
+    add_reward_arguments(p)
+    p.set_defaults(run=reward_main)
+
+    p = sub.add_parser("dpo", help="direct preference optimisation (sigmoid, IPO, robust) on preference pairs")
+    add_dpo_arguments(p)
+    p.set_defaults(run=dpo_main)
+
+    p = sub.add_parser("rlhf", help="policy optimisation against a reward (RLOO, GRPO) with the batched engine")
+    add_rlhf_arguments(p)
+    p.set_defaults(run=rlhf_main)
+
     p = sub.add_parser("eval", help="evaluate a model on benchmarks (MMLU, GSM8K, HumanEval, ARC, ...)")
     add_eval_arguments(p)
     p.set_defaults(run=eval_main)
+
+    from .rate.cli import add_rate_arguments, rate_main
+    from .selection.cli import add_select_parser
+
+    add_select_parser(sft_verbs)
+
+    p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
+    add_rate_arguments(p)
+    p.set_defaults(run=rate_main)
     return parser
 
 
+def _interrupted_at_start_up(signum: int, frame: object) -> None:
+    """Ctrl-C while modules import: nothing to save, and an import cut short can surface as any
+    error (numpy turns it into an ImportError), so leave at once."""
+    sys.stderr.write("gemmaforge: interrupted\n")
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int | None] = args.run
-    try:
+    verb = "gemmaforge"
+    guard = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupted_at_start_up) if guard else None
+    try:  # Ctrl-C at any moment ends quietly with 130
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:  # --help (0), or a bad option already explained in one line (2)
+            return int(e.code or 0)
+        finally:
+            if guard:
+                signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        verb = f"gemmaforge {args.verb}"
+        run: Callable[[argparse.Namespace], int | None] = args.run
         return run(args) or 0
     except GemmaForgeError as e:
-        print(f"gemmaforge {args.verb}: error: {e}", file=sys.stderr)
+        print(f"{verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"{verb}: interrupted", file=sys.stderr)
         return 130
 
 

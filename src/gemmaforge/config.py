@@ -14,6 +14,10 @@ from typing import Any
 
 from .errors import ConfigError
 
+#: Architecture names -> Gemma family: GGUF's `general.architecture` and Hugging Face's
+#: `model_type` (Gemma 3's text model is "gemma3_text"; "gemma3" also names its multimodal wrapper).
+ARCH_FAMILY = {"gemma": 1, "gemma2": 2, "gemma3": 3, "gemma3_text": 3}
+
 
 @dataclass(frozen=True)
 class GemmaConfig:

@@ -43,6 +43,16 @@ class KVCache:
         return cls(keys, values, slot_pos, ring,
                    torch.zeros(batch, dtype=torch.long, device=device), max_len)
 
+    def repeat(self, n: int) -> KVCache:
+        """A copy with each row repeated `n` times in place (rows a, b -> a, a, b, b for n = 2): one
+        prefill shared by n continuations, as nanochat's engine copies a prompt into n samples."""
+        def rep(t: torch.Tensor) -> torch.Tensor:
+            return t.repeat_interleave(n, dim=0)
+
+        return KVCache([rep(k) for k in self.keys], [rep(v) for v in self.values],
+                       [rep(p) for p in self.slot_pos], list(self.ring), rep(self.next_position),
+                       self.max_len, self.length, self.prev_length)
+
     def truncate(self, n: int) -> None:
         """Forget every position from `n` on (the cache must have no ring buffers)."""
         if any(self.ring):

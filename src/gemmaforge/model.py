@@ -53,7 +53,7 @@ class Linear(nn.Linear):
 
 class Embedding(nn.Embedding):
     """The token embedding, tied to the output projection (`project`). A quantised replacement
-    (gemmaforge.quantize) provides the same two methods over one integer table."""
+    (gemmaforge.quant) provides the same two methods over one integer table."""
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         return linear(hidden, self.weight)
@@ -106,6 +106,7 @@ class AttnInputs:
     cache: KVCache | None
     window: int | None
     causal_only: bool  # no padding, cache or custom positions: SDPA's built-in causal mask is exact
+    segments: torch.Tensor | None = None  # [B, T] document ids of packed rows: no attention across them
     _memo: dict = field(default_factory=dict)
 
     def allowed(self, local: bool, k_pos: torch.Tensor) -> torch.Tensor:
@@ -115,6 +116,8 @@ class AttnInputs:
             ok = (k_pos[:, None, :] >= 0) & (k_pos[:, None, :] <= q_pos)
             if local:
                 ok &= q_pos - k_pos[:, None, :] < self.window
+            if self.segments is not None:
+                ok &= self.segments[:, :, None] == self.segments[:, None, :]
             self._memo["allowed", local] = ok
         return self._memo["allowed", local]
 
@@ -221,6 +224,8 @@ class Gemma(nn.Module):
       attention_mask [B, T] (1 = real token; left or right padding),
       positions [B, T] (default: running count of real tokens),
       cache: a KVCache from `new_cache` (keys/values are appended to it),
+      segment_ids [B, T]: several documents packed in one row attend only within their own id
+        (pass `positions` restarting at 0 for each, so every document runs as it would alone),
       logits_at: "all", "last" (only the last position) or "none" (return final hidden states).
     """
 
@@ -277,11 +282,13 @@ class Gemma(nn.Module):
     # -- forward -------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                logits_at: str = "all") -> torch.Tensor:
+                logits_at: str = "all", segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+        if segment_ids is not None and cache is not None:
+            raise ValueError("segment_ids (packed documents) cannot be combined with a KV cache")
         key_mask = attention_mask.bool() if attention_mask is not None else None
-        causal_only = positions is None and key_mask is None and cache is None
+        causal_only = positions is None and key_mask is None and cache is None and segment_ids is None
         if positions is None:
             positions = self.default_positions(key_mask, input_ids.shape, input_ids.device, cache)
         x = self.embed_tokens(input_ids)
@@ -296,7 +303,7 @@ class Gemma(nn.Module):
             ropes["L"] = rope_cos_sin(positions, cfg.head_dim, local_base, local_scale, x.dtype)
         if cache is not None:
             cache.begin(key_positions(positions, key_mask))
-        inp = AttnInputs(positions, key_mask, cache, cfg.sliding_window, causal_only)
+        inp = AttnInputs(positions, key_mask, cache, cfg.sliding_window, causal_only, segment_ids)
         for i, block in enumerate(self.layers):
             x = block(x, ropes[cfg.layer_types[i]], inp)
         if logits_at == "last":

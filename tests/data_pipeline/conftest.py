@@ -91,8 +91,8 @@ def spm_tokenizer(prose) -> SpmTokenizer:
 
 @pytest.fixture(scope="session")
 def gemma_tokenizer_dir(tmp_path_factory, prose) -> Path:
-    """A Gemma-style tokenizer (gemmaforge.tokenizer_train) over the prose fixture, as a directory."""
-    from gemmaforge.tokenizer_train import train_tokenizer
+    """A Gemma-style tokenizer (gemmaforge.tokenizer.train) over the prose fixture, as a directory."""
+    from gemmaforge.tokenizer.train import train_tokenizer
 
     out = tmp_path_factory.mktemp("tok")
     train_tokenizer(prose, vocab_size=600, output_dir=out, num_reserved=0)

@@ -42,10 +42,6 @@ class CharTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(chr(i - 3) for i in ids if i >= 3)
 
-    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> str:
-        text = "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in messages)
-        return text + ("<model>" if add_generation_prompt else "")
-
 
 @pytest.fixture
 def scripted_lm() -> type[ScriptedLM]:

@@ -54,24 +54,29 @@ def _parse(argv):
     return parser.parse_args(argv)
 
 
-def test_cli_arguments_reach_run_eval(monkeypatch):
-    seen = {}
+def test_cli_arguments_reach_the_run(monkeypatch, tmp_path, scripted_lm, capsys):
+    """The real run_eval behind the CLI, with a scripted model in place of loading weights: every
+    option lands in the model's settings or in the results' config."""
+    loaded = {}
 
-    class Fake:
-        def to_markdown(self):
-            return "| table |"
+    def load(source, **kwargs):
+        loaded.update(source=source, **kwargs)
+        return scripted_lm()
 
-    def fake_run_eval(model, tasks, **kw):
-        seen.update(model=model, tasks=tasks, **kw)
-        return Fake()
-
-    monkeypatch.setattr("gemmaforge.eval.cli.run_eval", fake_run_eval)
-    args = _parse(["--model", "m.gguf", "--tasks", "mmlu, gsm8k", "--limit", "5", "--shots", "2",
-                   "--batch-size", "3", "--samples", "4", "--temperature", "0.8", "--code-timeout", "3"])
+    monkeypatch.setattr("gemmaforge.eval.gemma_lm.GemmaLM.load", load)
+    out = tmp_path / "out"
+    args = _parse(["--model", "m.gguf", "--tasks", "mmlu, gsm8k", "--limit", "5", "--num-fewshot", "2",
+                   "--batch-size", "3", "--samples", "4", "--temperature", "0.8", "--code-timeout", "3",
+                   "--seed", "7", "--max-length", "99", "--chat", "--dtype", "bfloat16", "--output", str(out)])
     assert eval_main(args) == 0
-    assert seen["model"] == "m.gguf" and seen["tasks"] == ["mmlu", "gsm8k"]
-    assert (seen["limit"], seen["shots"], seen["batch_size"], seen["samples"]) == (5, 2, 3, 4)
-    assert seen["temperature"] == 0.8 and seen["sandbox"].timeout_s == 3
+    assert loaded == {"source": "m.gguf", "batch_size": 3, "chat": True, "max_length": 99, "dtype": "bfloat16"}
+    data = json.loads((out / "results.json").read_text())
+    config = data["config"]
+    assert config["tasks"] == ["mmlu", "gsm8k"] and data["provenance"]["model"] == "m.gguf"
+    assert (config["limit"], config["shots"], config["batch_size"], config["samples"]) == (5, 2, 3, 4)
+    assert (config["temperature"], config["seed"], config["sandbox"]["timeout_s"]) == (0.8, 7, 3.0)
+    assert [t["shots"] for t in data["tasks"]] == [2, 2] and "maj@4" in data["tasks"][1]["metrics"]
+    assert "| mmlu | **acc_macro** |" in capsys.readouterr().out
 
 
 def test_cli_decontamination_without_a_model(tmp_path, capsys):

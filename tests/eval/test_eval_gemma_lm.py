@@ -3,6 +3,7 @@ forward passes; generation is batched through the engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -81,27 +82,72 @@ def test_greedy_flag_and_trailing_space_handling(tiny_model, char_tokenizer):
     assert best.greedy
 
 
-def test_generation_is_batched_by_settings_and_returns_n_samples(tiny_model, char_tokenizer, monkeypatch):
-    calls = []
-
-    def fake_generate(model, tok, prompts, max_new_tokens, temperature, seed, stop, truncate):
-        assert truncate
-        calls.append((len(prompts), max_new_tokens, temperature, tuple(stop)))
-        return [f"<{p[-3:]}>" for p in prompts]
-
-    monkeypatch.setattr(gemmaforge, "generate", fake_generate, raising=False)
+def test_generation_batches_by_settings_and_n_samples_are_independent(tiny_model, char_tokenizer):
+    """The real engine, no fake: greedy requests equal gf.generate alone; n sampled completions of
+    one prompt differ from each other, and each equals its (seed, sample id) generated alone."""
     lm = GemmaLM(tiny_model, char_tokenizer, batch_size=4)
-    reqs = [GenerateRequest(f"prompt {i:03d}", 16, ("\n",)) for i in range(6)]
-    reqs.append(GenerateRequest("sampled", 8, (), temperature=0.5, n=3))
+    reqs = [GenerateRequest(f"prompt {i:03d}", 6, ("\n",)) for i in range(6)]
+    reqs.append(GenerateRequest("sampled", 8, (), temperature=2.0, seed=3, n=5))
     out = lm.generate(reqs)
-    assert out[0] == ["<000>"] and out[5] == ["<005>"] and out[6] == ["<led>"] * 3
-    assert sorted(calls) == sorted([(4, 16, 0.0, ("\n",)), (2, 16, 0.0, ("\n",)), (3, 8, 0.5, ())])
+    for r, got in zip(reqs[:6], out[:6]):
+        assert got == gemmaforge.generate(tiny_model, char_tokenizer, [r.prompt], 6, stop=["\n"])
+    samples = out[6]
+    assert len(samples) == 5 and len(set(samples)) == 5  # pass@k sees different completions
+    sampling = gemmaforge.Sampling(temperature=2.0, seed=3)
+    for j in (0, 3):
+        assert samples[j] == gemmaforge.generate(tiny_model, char_tokenizer, ["sampled"], 8, sampling=sampling,
+                                                 sample_ids=[6 * 5 + j])[0]
 
 
-def test_chat_template_wraps_prompts(tiny_model, char_tokenizer):
-    lm = GemmaLM(tiny_model, char_tokenizer, chat=True)
-    ctx, cont = lm._encode_pair(LoglikRequest("Q?", " yes"))
-    assert char_tokenizer.decode(ctx) == "<user>Q?</user><model>" and char_tokenizer.decode(cont) == "yes"
+def test_kv_cache_repeat_copies_a_prefill_into_n_rows(tiny_model):
+    prompt = torch.tensor([[2, 40, 41, 42, 43, 44, 45, 46, 47, 48]])  # longer than the window of 8
+    one = tiny_model.new_cache(1, 16)
+    tiny_model(prompt, cache=one)
+    three = one.repeat(3)
+    nxt = torch.tensor([[7], [8], [9]])
+    with torch.no_grad():
+        got = tiny_model(nxt, cache=three)[:, -1]
+        for i in range(3):
+            want = tiny_model(torch.cat([prompt, nxt[i:i + 1]], 1))[:, -1]
+            assert torch.allclose(got[i], want[0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def real_tok():
+    return gemmaforge.load_tokenizer("gemma3-270m")
+
+
+@pytest.fixture(scope="module")
+def full_vocab_model():
+    """A tiny random Gemma with gemma3's 262,144-token vocabulary, for the real tokenizer."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(gemmaforge.GemmaConfig.preset("tiny-gemma3"), vocab_size=262_144)
+    return model_mod.Gemma(cfg).eval()
+
+
+def test_chat_mode_keeps_the_templates_newline_in_the_context(full_vocab_model, real_tok):
+    """Gemma's real template ends the context with `<start_of_turn>model\n`; the scored tokens are
+    the answer's alone (no "\n", no delimiter space), and the log-likelihood is theirs alone."""
+    lm = GemmaLM(full_vocab_model, real_tok, chat=True)
+    ctx, cont = lm._encode_pair(LoglikRequest("Is the sky blue?\nAnswer:", " yes"))
+    rendered = real_tok.apply_chat_template([{"role": "user", "content": "Is the sky blue?\nAnswer:"}],
+                                            add_generation_prompt=True)
+    assert rendered.endswith("<start_of_turn>model\n")
+    assert ctx == real_tok.encode(rendered) and real_tok.decode(ctx).endswith("<start_of_turn>model\n")
+    assert cont == real_tok.encode("yes", add_bos=False)
+    res = lm.loglikelihood([LoglikRequest("Is the sky blue?\nAnswer:", " yes")])[0]
+    assert res.n_tokens == len(cont) == 1
+    with torch.no_grad():
+        logp = torch.log_softmax(full_vocab_model(torch.tensor([ctx])).float()[0, -1], -1)
+    assert res.logprob == pytest.approx(logp[cont[0]].item(), abs=1e-4)
+
+
+def test_chat_mode_drops_only_the_delimiter_space(full_vocab_model, real_tok):
+    """An answer that itself starts with a space keeps it (lm-eval's chat continuation is the
+    choice without the target delimiter)."""
+    lm = GemmaLM(full_vocab_model, real_tok, chat=True)
+    ctx, cont = lm._encode_pair(LoglikRequest("Q", "  two spaces"))
+    assert real_tok.decode(ctx).endswith("model\n") and real_tok.decode(cont) == " two spaces"
 
 
 def test_max_length_cuts_the_oldest_context_tokens_and_says_how_many(tiny_model, char_tokenizer):

@@ -40,7 +40,7 @@ def test_oracle_scores_one_and_length_bias_is_what_acc_norm_removes(scripted_lm,
     # A model that prefers short answers: acc is the share of items whose gold is the shortest.
     task = get_task("arc_easy")
     items = select(task.load(), 30)
-    short = scripted_lm(score=lambda r: -float(len(r.continuation.strip())))
+    short = scripted_lm(score=lambda r: -float(len(r.continuation.removeprefix(" "))))  # the choice's length
     expected = sum(min(range(len(c)), key=lambda i: (len(c[i]), i)) == task.gold(it.doc)
                    for it in items for c in [task.choices(it.doc)]) / 30
     m = run_eval(short, ["arc_easy"], limit=30)["arc_easy"].metrics
@@ -202,5 +202,5 @@ def test_requests_cut_to_max_length_are_counted_warned_and_logged(scripted_lm, t
 
 def test_max_length_below_one_fails_before_the_model_loads(monkeypatch):
     _no_model_load(monkeypatch)
-    with pytest.raises(EvalConfigError, match="max_length must be positive, got 0"):
+    with pytest.raises(EvalConfigError, match="max_length must be >= 1, got 0"):
         run_eval("gemma3-270m", "piqa", max_length=0)

@@ -13,7 +13,6 @@ import gemmaforge as gf
 from gemmaforge.train.checkpoint import (
     check_compatible,
     latest_checkpoint,
-    list_checkpoints,
     load_checkpoint,
     read_meta,
     remove_partial,
@@ -23,6 +22,7 @@ from gemmaforge.train.config import OptimSection
 from gemmaforge.train.distributed import DistInfo
 from gemmaforge.train.errors import TrainError
 from gemmaforge.train.optim import build_optimizer
+from gemmaforge.weights.sources import step_dirs
 
 SOLO = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -70,7 +70,7 @@ def test_keeps_the_newest_and_ignores_partial_writes(tmp_path):
     for step in (1, 2, 3):
         save(tmp_path, step, model, opt, sched, keep=2)
     (tmp_path / ".tmp-step-00000004").mkdir()  # what a kill during a save leaves
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000002", "step-00000003"]
+    assert [p.name for p in step_dirs(tmp_path)] == ["step-00000002", "step-00000003"]
     assert latest_checkpoint(tmp_path).name == "step-00000003"
     remove_partial(tmp_path)
     assert not (tmp_path / ".tmp-step-00000004").exists()

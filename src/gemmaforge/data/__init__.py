@@ -4,10 +4,10 @@
 """
 
 from .cli import add_data_arguments, data_main, data_prepare_main
-from .config import DataConfig, DecontamConfig, DedupConfig, FilterConfig, SourceConfig
+from .config import DataConfig, DecontamConfig, DedupConfig, FilterConfig, SourceConfig, default_config
 from .decontam import EvalNgrams
 from .dedup import MinHasher, exact_key, near_duplicates
-from .default_corpus import PARTS, default_config, default_corpus_status, require_parts
+from .default_corpus import PARTS, default_corpus_status, require_parts
 from .errors import DataError
 from .filters import (
                       C4,

@@ -7,15 +7,14 @@ costs a run. Filter tables are validated against the filter's own option datacla
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, GemmaForgeError
+from ..util import configfile
+from .default_corpus import PARTS
 from .filters import FILTERS
 
 KINDS = ("web", "maths", "code")
@@ -95,8 +94,6 @@ class DataConfig:
         self.validate()
 
     def validate(self) -> None:
-        from .default_corpus import PARTS
-
         def need(ok: bool, where: str, msg: str) -> None:
             if not ok:
                 raise ConfigError(f"data config: {where}: {msg}")
@@ -148,23 +145,7 @@ class DataConfig:
     @classmethod
     def load(cls, path: str | Path) -> DataConfig:
         """Read a `.toml` or `.json` file; relative paths in it stay relative to the working directory."""
-        p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"data config {p}: {e.strerror}") from None
-        try:
-            if p.suffix == ".toml":
-                import tomllib
-
-                data = tomllib.loads(raw.decode("utf-8"))
-            elif p.suffix == ".json":
-                data = json.loads(raw)
-            else:
-                raise ConfigError(f"data config {p}: expected a .toml or .json file")
-        except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError and JSONDecodeError are ValueErrors
-            raise ConfigError(f"data config {p}: not valid {p.suffix[1:].upper()}: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(configfile.read_table(path, _error, (".toml", ".json")))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (filters flattened back to their tables), recorded in the manifest."""
@@ -178,37 +159,40 @@ def _public_fields(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if not f.name.startswith("_")}
 
 
+def default_config(output: str, tokenizer: str, **overrides) -> DataConfig:
+    """The standard recipe over the whole default corpus: rules and safety on prose, dedup everywhere."""
+    data = {
+        "output": output,
+        "tokenizer": tokenizer,
+        "sources": [{"name": p.name, "kind": p.kind, "builtin": p.name} for p in PARTS.values()],
+        "filters": [
+            {"name": "gopher_quality", "kinds": ["web"]},
+            {"name": "gopher_repetition", "kinds": ["web"]},  # formal maths repeats by nature
+            # The excerpts are ~5-sentence windows cut mid-sentence: ask for 3 whole sentences.
+            {"name": "c4", "sources": ["openwebtext"], "min_sentences": 3},
+            {"name": "safety", "kinds": ["web"]},
+        ],
+        "mixture": {"web": 0.6, "code": 0.25, "maths": 0.15},
+    }
+    data.update(overrides)
+    return DataConfig.from_dict(data)
+
+
+def _error(message: str) -> ConfigError:
+    return ConfigError(f"data config: {message}")
+
+
 def build(cls: type, data: Any, where: str) -> Any:
     """Construct dataclass `cls` from a dict, checking keys and types; errors name the field."""
+    return configfile.build(cls, data, where, _error, {FilterConfig: _build_filter})
+
+
+def _build_filter(data: Any, where: str) -> FilterConfig:
     if not isinstance(data, dict):
-        raise ConfigError(f"data config: {where or 'top level'}: expected a table, got {type(data).__name__}")
-    if cls is FilterConfig:
-        return _build_filter(data, where)
-    hints = typing.get_type_hints(cls)
-    public = [f for f in dataclasses.fields(cls) if not f.name.startswith("_")]
-    known = {f.name for f in public}
-    for k in data:
-        if k not in known:
-            raise ConfigError(f"data config: {_join(where, k)}: unknown field; known: {', '.join(sorted(known))}")
-    kwargs = {}
-    for f in public:
-        if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name], _join(where, f.name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"data config: {_join(where, f.name)}: required field missing")
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(f"data config: {where or 'top level'}: {e}") from None
-
-
-def _build_filter(data: dict[str, Any], where: str) -> FilterConfig:
+        raise _error(f"{where}: expected a table, got {data!r}")
     name = data.get("name")
     if name not in FILTERS:
-        raise ConfigError(f"data config: {_join(where, 'name')}: unknown filter {name!r}; "
-                          f"known: {', '.join(FILTERS)}")
+        raise _error(f"{where}.name: unknown filter {name!r}; known: {', '.join(FILTERS)}")
     scope = {k: data[k] for k in ("kinds", "sources") if k in data}
     options = {k: v for k, v in data.items() if k not in ("name", "kinds", "sources")}
     spec = build(_FilterScope, scope, where)
@@ -217,7 +201,7 @@ def _build_filter(data: dict[str, Any], where: str) -> FilterConfig:
     except GemmaForgeError as e:
         if isinstance(e, ConfigError):
             raise
-        raise ConfigError(f"data config: {where} ({name}): {e}") from None
+        raise _error(f"{where} ({name}): {e}") from None
     return FilterConfig(name, instance, spec.kinds, spec.sources)
 
 
@@ -225,39 +209,3 @@ def _build_filter(data: dict[str, Any], where: str) -> FilterConfig:
 class _FilterScope:
     kinds: list[str] = field(default_factory=lambda: list(KINDS))
     sources: list[str] = field(default_factory=list)
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, where)
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"data config: {where}: expected a list, got {value!r}")
-        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"data config: {where}: expected a table, got {value!r}")
-        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if tp is Any:
-        return value
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }.get(tp)
-    if ok is None:
-        raise ConfigError(f"data config: {where}: unsupported option type {tp}")
-    if not ok:
-        raise ConfigError(f"data config: {where}: expected {tp.__name__}, got {value!r}")
-    return float(value) if tp is float else value

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..jsonl import read_jsonl
+from ..util.jsonl import read_jsonl
 from .errors import DataError
 from .text import ngram_hashes, word_hashes, words
 

@@ -13,12 +13,8 @@ import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import DataError
-
-if TYPE_CHECKING:
-    from .config import DataConfig
 
 Docs = Iterator[tuple[str, str]]  # (id within the part, text)
 
@@ -169,24 +165,3 @@ def format_status(statuses: list[PartStatus]) -> str:
         state = f"ok       {s.path}" if s.available else f"MISSING  run: {s.install}"
         lines.append(f"{s.name:<19} {s.kind:<6} {state}\n{'':<26} license: {s.license}")
     return "\n".join(lines)
-
-
-def default_config(output: str, tokenizer: str, **overrides) -> DataConfig:
-    """The standard recipe over the whole default corpus: rules and safety on prose, dedup everywhere."""
-    from .config import DataConfig
-
-    data = {
-        "output": output,
-        "tokenizer": tokenizer,
-        "sources": [{"name": p.name, "kind": p.kind, "builtin": p.name} for p in PARTS.values()],
-        "filters": [
-            {"name": "gopher_quality", "kinds": ["web"]},
-            {"name": "gopher_repetition", "kinds": ["web"]},  # formal maths repeats by nature
-            # The excerpts are ~5-sentence windows cut mid-sentence: ask for 3 whole sentences.
-            {"name": "c4", "sources": ["openwebtext"], "min_sentences": 3},
-            {"name": "safety", "kinds": ["web"]},
-        ],
-        "mixture": {"web": 0.6, "code": 0.25, "maths": 0.15},
-    }
-    data.update(overrides)
-    return DataConfig.from_dict(data)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from ..tokenizer import load_tokenizer
+from ..tokenizer.tokenizer import load_tokenizer
 from .config import DataConfig, FilterConfig
 from .decontam import EvalNgrams
 from .dedup import MinHasher, exact_key, near_duplicates
@@ -268,6 +268,8 @@ def _run(config: DataConfig, tmp: Path, docs: list[Document], eval_ngrams: EvalN
         drops=log.counts, contaminated=contaminated, timings_s={k: round(v, 3) for k, v in timings.items()},
         config=config.to_dict())
     manifest.write(tmp)
+    if hasattr(tok, "save"):  # the data carries its tokenizer, so training can hand it on to checkpoints
+        tok.save(tmp)
     return manifest
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..jsonl import read_jsonl
+from ..util.jsonl import read_jsonl
 from .config import SourceConfig
 from .errors import DataError
 

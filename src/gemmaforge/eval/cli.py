@@ -13,10 +13,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..quantize.cli import add_quantize_arguments
+from ..quant.cli import add_quantize_arguments
+from ..util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT
 from .data import EvalDataError, read_jsonl
 from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
-from .harness import load_tasks, run_eval
+from .harness import EvalConfigError, load_tasks, run_eval
 from .results import command_line
 from .sandbox import SandboxConfig
 from .tasks import TASKS
@@ -28,38 +29,43 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--tasks", required=True,
                         help=f"comma-separated task names ({', '.join(TASKS)}) or paths to .jsonl task files")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=POSITIVE, default=None,
                         help="evaluate a fixed seeded subset of N items per task")
-    parser.add_argument("--shots", type=int, default=None,
+    parser.add_argument("--shots", "--num-fewshot", dest="shots", type=NON_NEGATIVE, default=None,
                         help="few-shot exemplars (default: each task's standard number; see docs/eval.md)")
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default: 8)")
+    parser.add_argument("--batch-size", type=POSITIVE, default=8, help="sequences per forward pass (default: 8)")
     parser.add_argument("--output", default=None, metavar="DIR",
-                        help="write results.json, results.md and samples_<task>.jsonl here")
-    parser.add_argument("--samples", type=int, default=1,
+                        help="write results.json, results.md and samples_<task>.jsonl here, after each task; "
+                             "a run into a DIR with the same settings keeps its finished tasks")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in --output (and replace an existing --export-ngrams file)")
+    parser.add_argument("--samples", type=POSITIVE, default=1,
                         help="completions per prompt for generation tasks, for pass@k and maj@k (default: 1)")
-    parser.add_argument("--temperature", type=float, default=0.0,
+    parser.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.0,
                         help="sampling temperature for generation tasks (default: 0, greedy)")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--seed", type=INTEGER, default=1234)
     parser.add_argument("--chat", action="store_true",
                         help="wrap prompts in the chat template (instruction-tuned models)")
-    parser.add_argument("--max-length", type=int, default=None,
+    parser.add_argument("--max-length", type=POSITIVE, default=None,
                         help="token budget per log-likelihood sequence: longer contexts lose their oldest tokens "
                              "(default: the model's context length; generation always uses it)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     add_quantize_arguments(parser)
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=POSITIVE, default=None,
                         help="torch threads (default: torch's choice; use fewer on a busy machine)")
-    parser.add_argument("--code-timeout", type=float, default=SandboxConfig.timeout_s,
+    parser.add_argument("--code-timeout", type=POSITIVE_FLOAT, default=SandboxConfig.timeout_s,
                         help="wall-clock seconds per generated program (default: %(default)s)")
     decon = parser.add_argument_group("decontamination (no model is loaded)")
     decon.add_argument("--export-ngrams", metavar="FILE",
                        help="write the tasks' items as n-grams (JSONL, see docs/eval.md) and exit")
     decon.add_argument("--check-corpus", metavar="FILE", nargs="+",
                        help="report which items of the tasks occur in these text/JSONL ({\"text\": …}) files")
-    decon.add_argument("--ngram", type=int, default=DEFAULT_N, help="n-gram length (default: %(default)s)")
+    decon.add_argument("--ngram", type=POSITIVE, default=DEFAULT_N, help="n-gram length (default: %(default)s)")
 
 
 def eval_main(args: argparse.Namespace) -> int:
+    """Each numeric option's range is declared with it (`util.argtypes`); the library checks the
+    same ranges again (`EvalConfig.validate`, `export_ngrams`) before any work, for API callers."""
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.export_ngrams or args.check_corpus:
         return _decontamination(args, tasks)
@@ -68,7 +74,7 @@ def eval_main(args: argparse.Namespace) -> int:
                        seed=args.seed, chat=args.chat, max_length=args.max_length, dtype=args.dtype,
                        quantize=args.quantize, group_size=args.group_size,
                        threads=args.threads, sandbox=SandboxConfig(timeout_s=args.code_timeout),
-                       command=command_line())
+                       command=command_line(), overwrite=args.overwrite)
     print(results.to_markdown())
     if args.output:
         print(f"results and per-sample logs in {args.output}")
@@ -76,7 +82,9 @@ def eval_main(args: argparse.Namespace) -> int:
 
 
 def _decontamination(args: argparse.Namespace, tasks: list[str]) -> int:
-    corpus = _corpus_files(args.check_corpus or [])  # before the slow n-gram export
+    corpus = _corpus_files(args.check_corpus or [])  # all before the slow n-gram export
+    if args.export_ngrams and Path(args.export_ngrams).exists() and not args.overwrite:
+        raise EvalConfigError(f"--export-ngrams: {args.export_ngrams} exists; pass --overwrite to replace it")
     index = export_ngrams(load_tasks(tasks), n=args.ngram)
     if args.export_ngrams:
         path = write_ngrams(index, args.export_ngrams, n=args.ngram)

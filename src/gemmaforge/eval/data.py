@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .. import jsonl
 from ..errors import GemmaForgeError
+from ..util import jsonl
 
 
 class EvalDataError(GemmaForgeError):

@@ -22,7 +22,9 @@ from typing import Any
 from tqdm import tqdm
 
 from ..data.text import words
+from ..util.paths import write_atomic
 from .data import EvalDataError, read_jsonl
+from .harness import check_number
 from .tasks import Task, get_task
 
 DEFAULT_N = 13
@@ -50,6 +52,8 @@ def _strings(value: Any) -> Iterable[str]:
 def export_ngrams(tasks: Sequence[str | Task], n: int = DEFAULT_N, min_tokens: int = MIN_TOKENS
                   ) -> dict[str, set[str]]:
     """`{"task/item_id": n-grams}` over every item of every task (all its text fields)."""
+    check_number("ngram length n", n, 1)
+    check_number("min_tokens", min_tokens, 0)
     index: dict[str, set[str]] = {}
     for t in tasks:
         task = get_task(t) if isinstance(t, str) else t
@@ -62,11 +66,12 @@ def export_ngrams(tasks: Sequence[str | Task], n: int = DEFAULT_N, min_tokens: i
 
 
 def write_ngrams(index: dict[str, set[str]], path: str | Path, n: int = DEFAULT_N) -> Path:
+    """The index as JSON Lines at `path` (parent folders created; replaced whole, never half-written)."""
     path = Path(path)
+    lines = (json.dumps({"item": item, "n": n, "ngrams": sorted(grams)}, ensure_ascii=False) + "\n"
+             for item, grams in index.items())
     try:
-        with open(path, "w", encoding="utf-8") as f:
-            for item, grams in index.items():
-                f.write(json.dumps({"item": item, "n": n, "ngrams": sorted(grams)}, ensure_ascii=False) + "\n")
+        write_atomic(path, "".join(lines).encode())
     except OSError as e:
         raise EvalDataError(f"--export-ngrams: cannot write {path}: {e.strerror or e}") from None
     return path

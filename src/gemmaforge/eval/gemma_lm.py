@@ -4,7 +4,8 @@ batched generation through gemmaforge's engine.
 Log-likelihood work is arranged so no token is computed twice when it can be avoided:
 - requests are tokenised as lm-eval does (trailing context spaces move to the continuation;
   the continuation's tokens are those of `encode(context + continuation)` after the context's),
-  BOS always first;
+  BOS always first; with the chat template the context ends with the template's
+  `<start_of_turn>model\n`, which stays in the context (lm-eval would score its "\n");
 - a forward row is `context + continuation[:-1]`; requests whose row is a prefix of another's
   (all choices of an MMLU question: one-token answers) share it, so the context runs once;
 - rows are sorted by their tokens and cut into runs with a long common prefix (MMLU's subject
@@ -17,7 +18,6 @@ Log-likelihood work is arranged so no token is computed twice when it can be avo
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +26,10 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..kv_cache import common_prefix
+from ..inference.generate import Decoder, TextStream, prefill
+from ..inference.sampling import Sampling
+from ..kv_cache import KVCache, common_prefix
+from ..model import Gemma
 from .lm import GenerateRequest, LoglikRequest, LoglikResult
 
 MIN_SHARED_PREFIX = 32  # tokens; below this a separate prefix pass costs more than it saves
@@ -43,18 +46,14 @@ class _Row:
 class GemmaLM:
     """Adapts a gemmaforge model and tokenizer to the harness's `LanguageModel` protocol."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 8, chat: bool = False,
+    def __init__(self, model: Gemma, tokenizer: Any, *, batch_size: int = 8, chat: bool = False,
                  max_length: int | None = None, name: str = "gemmaforge") -> None:
         self.model = model.eval()
         self.tok = tokenizer
         self.batch_size = batch_size
         self.chat = chat
-        cfg = getattr(model, "config", None)
-        self.max_length = max_length or getattr(cfg, "max_seq_len", 8192)
+        self.max_length = max_length or model.config.max_seq_len
         self.name = name
-        params = inspect.signature(model.forward).parameters
-        self._hidden_states = "logits_at" in params and hasattr(model, "logits")
-        self._kv_cache = "cache" in params and hasattr(model, "new_cache")
 
     @classmethod
     def load(cls, source: str, *, dtype: str = "float32", quantize: str | None = None,
@@ -73,11 +72,15 @@ class GemmaLM:
 
     def _encode_pair(self, req: LoglikRequest) -> tuple[list[int], list[int]]:
         context, continuation = req.context, req.continuation
-        if self.chat:  # the answer opens the model's turn: no separating space
-            context, continuation = self._frame(context), continuation.lstrip()
-        spaces = len(context) - len(context.rstrip())
-        if spaces:
-            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if self.chat:
+            # The answer opens the model's turn: the task's " " delimiter goes (as lm-eval drops its
+            # target delimiter under a chat template), and the template's "\n" after
+            # `<start_of_turn>model` stays in the context: it is the template's, not the answer's.
+            context, continuation = self._frame(context), continuation.removeprefix(" ")
+        else:
+            spaces = len(context) - len(context.rstrip())
+            if spaces:  # lm-eval: a context's trailing spaces are scored with the continuation
+                context, continuation = context[:-spaces], context[-spaces:] + continuation
         whole = self.tok.encode(context + continuation, add_bos=True)
         ctx = self.tok.encode(context, add_bos=True)
         if whole[:len(ctx)] != ctx:  # the join merged tokens across the boundary
@@ -124,14 +127,17 @@ class GemmaLM:
         for shared, group in self._prefix_groups(rows):
             work += [(shared, group[i:i + self.batch_size]) for i in range(0, len(group), self.batch_size)]
         prefix: tuple[list[int], Any] | None = None  # (tokens, one-row KV cache after them)
-        for shared, batch in tqdm(work, desc="loglikelihood", unit="batch", leave=False):
+        bar = tqdm(total=len(requests), desc="loglikelihood", unit="request", leave=False)
+        for shared, batch in work:
             if shared:
                 if prefix is None or prefix[0] != batch[0].tokens[:shared]:
                     prefix = (batch[0].tokens[:shared], self._prefill(batch[0].tokens[:shared], longest))
-                hidden = self._forward([r.tokens[shared:] for r in batch], _repeat_cache(prefix[1], len(batch)))
+                hidden = self._forward([r.tokens[shared:] for r in batch], prefix[1].repeat(len(batch)))
             else:
                 hidden = self._forward([r.tokens for r in batch])
             self._score(batch, hidden, shared, results)
+            bar.update(sum(len(r.scores) for r in batch))
+        bar.close()
         return [dataclasses.replace(r, context_dropped=d) for r, d in zip(results, dropped)]  # type: ignore[arg-type]
 
     def _prefix_groups(self, rows: list[_Row]) -> list[tuple[int, list[_Row]]]:
@@ -149,32 +155,25 @@ class GemmaLM:
                     runs[-1] = (common, run)
                     continue
             runs.append((row_limit, [row]))
-        shared = [(n, run) for n, run in runs if len(run) > 1] if self._kv_cache else []
-        loners = [r for n, run in runs if not (self._kv_cache and len(run) > 1) for r in run]
+        shared = [(n, run) for n, run in runs if len(run) > 1]
+        loners = [r for n, run in runs if len(run) == 1 for r in run]
         groups = shared + ([(0, loners)] if loners else [])
         return [(n, sorted(run, key=lambda r: len(r.tokens))) for n, run in groups]  # less padding
 
-    def _prefill(self, tokens: list[int], max_len: int) -> Any:
-        from ..generate import prefill  # chunked: a long shared prefix needs no context-squared mask
-
+    def _prefill(self, tokens: list[int], max_len: int) -> KVCache:
         cache = self.model.new_cache(1, max_len)
-        prefill(self.model, torch.tensor([tokens]), None, cache)
+        prefill(self.model, torch.tensor([tokens]), None, cache)  # chunked: no context-squared mask
         return cache
 
-    def _forward(self, seqs: Sequence[list[int]], cache: Any = None) -> torch.Tensor:
-        """Final hidden states (or logits, for models without that option) [B, T, *], right-padded."""
+    def _forward(self, seqs: Sequence[list[int]], cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states [B, T, d_model], right-padded."""
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.tok.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, :len(s)] = 1
-        kwargs: dict[str, Any] = {"attention_mask": mask}
-        if cache is not None:
-            kwargs["cache"] = cache
-        if self._hidden_states:
-            kwargs["logits_at"] = "none"
-        return self.model(ids, **kwargs)
+        return self.model(ids, attention_mask=mask, cache=cache, logits_at="none")
 
     def _score(self, batch: Sequence[_Row], hidden: torch.Tensor, offset: int,
                results: list[LoglikResult | None]) -> None:
@@ -192,7 +191,7 @@ class GemmaLM:
         greedy = torch.empty(len(index), dtype=torch.bool)
         for lo in range(0, len(index), LOGIT_CHUNK):
             sel = hidden[rows_idx[lo:lo + LOGIT_CHUNK], pos_idx[lo:lo + LOGIT_CHUNK]]
-            logits = (self.model.logits(sel) if self._hidden_states else sel).float()
+            logits = self.model.logits(sel).float()
             lp = torch.log_softmax(logits, dim=-1)
             t = target[lo:lo + LOGIT_CHUNK]
             logp[lo:lo + LOGIT_CHUNK] = lp.gather(-1, t[:, None])[:, 0]
@@ -203,41 +202,50 @@ class GemmaLM:
     # -- generation ----------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerateRequest]) -> list[list[str]]:
         """Requests with the same settings run together, longest prompts first, `batch_size` at a
-        time through `gemmaforge.generate`; each prompt appears `n` times for `n` samples.
-        (`max_length` bounds log-likelihood rows; generation uses the model's context.)"""
-        import gemmaforge as gf
-
-        out: list[list[str]] = [[] for _ in requests]
+        time through gemmaforge's engine. Sample j of request i draws from its own random stream
+        (the request's seed, sample id i * n + j), so n samples of a prompt differ and each is the
+        same whatever else shares its batch. (`max_length` bounds log-likelihood rows; generation
+        uses the model's context.)"""
+        out: list[list[str]] = [[""] * r.n for r in requests]
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r.max_new_tokens, r.stop, r.temperature, r.seed, r.options), []).append(i)
         work = []
         for (max_new, stop, temperature, seed, options), idx in groups.items():
-            jobs = [(i, self._frame(requests[i].prompt)) for i in idx for _ in range(requests[i].n)]
-            jobs.sort(key=lambda j: -len(j[1]))
-            work += [(jobs[k:k + self.batch_size], max_new, stop, temperature, seed, dict(options))
-                     for k in range(0, len(jobs), self.batch_size)]
-        for batch, max_new, stop, temperature, seed, options in tqdm(work, desc="generate", unit="batch",
-                                                                     leave=False):
-            # truncate: a prompt too long for the context loses its oldest tokens (BOS kept)
-            texts = gf.generate(self.model, self.tok, [p for _, p in batch], max_new_tokens=max_new,
-                                temperature=temperature, seed=seed, stop=list(stop), truncate=True, **options)
-            for (i, _), text in zip(batch, texts):
-                out[i].append(text)
+            sampling = Sampling(temperature=temperature, seed=seed, **dict(options))
+            jobs = [(i, j, self._frame(requests[i].prompt)) for i in idx for j in range(requests[i].n)]
+            jobs.sort(key=lambda job: -len(job[2]))
+            step = self.batch_size
+            work += [(jobs[k:k + step], max_new, stop, sampling) for k in range(0, len(jobs), step)]
+        bar = tqdm(total=sum(r.n for r in requests), desc="generate", unit="completion", leave=False)
+        for batch, max_new, stop, sampling in work:
+            texts = self._complete([p for _, _, p in batch], max_new, stop, sampling,
+                                   [i * requests[i].n + j for i, j, _ in batch], bar)
+            for (i, j, _), text in zip(batch, texts):
+                out[i][j] = text
+        bar.close()
         return out
 
-
-def _repeat_cache(cache: Any, n: int) -> Any:
-    """A copy of a one-row KV cache with its row repeated `n` times (batch is dim 0 of every
-    tensor the cache holds). Uses the cache's own method when it has one."""
-    if hasattr(cache, "repeat"):
-        return cache.repeat(n)
-
-    def rep(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.repeat(n, *([1] * (v.dim() - 1)))
-        if isinstance(v, list):
-            return [rep(x) for x in v]
-        return v
-
-    return dataclasses.replace(cache, **{f.name: rep(getattr(cache, f.name)) for f in dataclasses.fields(cache)})
+    def _complete(self, prompts: list[str], max_new: int, stop: Sequence[str], sampling: Sampling,
+                  sample_ids: list[int], bar: tqdm) -> list[str]:
+        """`gf.generate` on one batch (the same engine, stop handling and random streams), ticking
+        `bar` as each row finishes, so a batch that runs for minutes shows its progress. A prompt
+        too long for the context loses its oldest tokens (BOS kept)."""
+        ids = [self.tok.encode(p) for p in prompts]
+        stop_ids = {self.tok.eos_id, getattr(self.tok, "end_of_turn_id", self.tok.eos_id)}
+        dec = Decoder(self.model, ids, max_new, sampling, stop_ids, truncate=True, sample_ids=sample_ids)
+        streams = [TextStream(self.tok, stop) for _ in prompts]
+        running = set(range(len(prompts)))
+        for step in dec:
+            for row, tok in enumerate(step):
+                if tok is not None and tok not in stop_ids:
+                    streams[row].push(tok)
+                    if streams[row].stopped:
+                        dec.finish(row)
+                if row in running and dec.done[row]:
+                    running.discard(row)
+                    bar.update(1)
+        bar.update(len(running))  # rows that ran to max_new_tokens
+        for s in streams:
+            s.flush()
+        return [s.text for s in streams]

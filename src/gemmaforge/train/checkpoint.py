@@ -5,6 +5,10 @@
   optimizer.pt                      AdamW and LR-scheduler state (full, unsharded)
   rng-00000.pt, rng-00001.pt, ...   python / numpy / torch (/ CUDA) RNG states of each rank
   trainer.json                      step, data position, run identity, the TrainConfig
+  module.json                       only for a module other than a fully trained Gemma: its wrapper
+                                    (kind + config), LoRA layers, and the frozen base (source + SHA-256)
+When parameters are frozen, model.safetensors (and the sharded state) hold only the trainable
+ones; `load_trained` rebuilds the module from the base source, checks its hash, and adds them.
 With `format = "sharded"`, model.safetensors and optimizer.pt give way to `sharded/` (model and
 AdamW state, each rank writing its own shards with torch.distributed.checkpoint) and
 scheduler.pt: nothing is gathered on one rank. `gf.load_model` reads these too.
@@ -37,27 +41,20 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ..config import GemmaConfig
+from ..weights.sources import STEP_PREFIX, step_dirs
 from ..weights.tensors import SHARDED, dcp_quietly, read_safetensors
 from .distributed import DistInfo, barrier
 from .errors import TrainError
 
-PREFIX = "step-"
-
+MODULE_FILE = "module.json"
 
 def step_dir(directory: Path, step: int) -> Path:
-    return directory / f"{PREFIX}{step:08d}"
+    return directory / f"{STEP_PREFIX}{step:08d}"
 
-
-def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary directories are never listed)."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
-                  and p.name[len(PREFIX):].isdigit())
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    found = list_checkpoints(directory)
+    found = step_dirs(directory)
     return found[-1] if found else None
 
 
@@ -74,12 +71,16 @@ def _full_options(info: DistInfo) -> StateDictOptions:
 
 def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaConfig,
                     optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int,
-                    info: DistInfo, sharded: bool = False) -> Path:
+                    info: DistInfo, sharded: bool = False, record: dict[str, Any] | None = None,
+                    keys: set[str] | None = None) -> Path:
     """Collective: every rank calls it. Returns the checkpoint directory. A write that fails (a
-    full disk) leaves the older checkpoints as they were and raises one TrainError line."""
+    full disk) leaves the older checkpoints as they were and raises one TrainError line.
+    `record` describes a module other than a plain Gemma (module.json); `keys`, when given, are
+    the only model tensors saved (the trainable ones)."""
     tmp = directory / f".tmp-{step_dir(directory, step).name}"
     try:
-        return _save(directory, tmp, step, model, config, optimizer, scheduler, meta, keep, info, sharded)
+        return _save(directory, tmp, step, model, config, optimizer, scheduler, meta, keep, info, sharded,
+                     record, keys)
     except (TrainError, OSError) as e:
         if info.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -90,9 +91,9 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaC
 
 def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: GemmaConfig,
           optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int, info: DistInfo,
-          sharded: bool) -> Path:
+          sharded: bool, record: dict[str, Any] | None, keys: set[str] | None) -> Path:
     if not sharded:
-        model_state = get_model_state_dict(model, options=_full_options(info))
+        model_state = _only(get_model_state_dict(model, options=_full_options(info)), keys)
         optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options(info))
     final = step_dir(directory, step)
     if info.is_main:
@@ -103,11 +104,14 @@ def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: Gemma
     if sharded:  # collective; its files are fsynced as written
         try:
             with dcp_quietly():
-                dcp.save(_sharded_state(model, optimizer), checkpoint_id=tmp / SHARDED, no_dist=not info.distributed)
+                dcp.save(_sharded_state(model, optimizer, keys), checkpoint_id=tmp / SHARDED,
+                         no_dist=not info.distributed)
         except (dcp.CheckpointException, OSError, RuntimeError) as e:
             raise _write_error(tmp / SHARDED, e) from None
     if info.is_main:
         _write(tmp / "config.json", lambda text, p: p.write_text(text), config.to_json())
+        if not is_plain(record):
+            _write(tmp / MODULE_FILE, lambda m, p: p.write_text(json.dumps(m, indent=2)), record)
         if sharded:
             _write(tmp / "scheduler.pt", torch.save, scheduler.state_dict())
         else:
@@ -121,15 +125,36 @@ def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: Gemma
         shutil.rmtree(final, ignore_errors=True)  # only when re-saving the very same step
         os.rename(tmp, final)
         _fsync(directory)
-        for old in list_checkpoints(directory)[:-keep]:
+        for old in step_dirs(directory)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     barrier()
     return final
 
 
-def _sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def _sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer, keys: set[str] | None) -> dict[str, Any]:
     """This rank's shards of model and optimizer state (plain tensors when not sharded)."""
-    return {"model": get_model_state_dict(model), "optimizer": get_optimizer_state_dict(model, optimizer)}
+    return {"model": _only(get_model_state_dict(model), keys),
+            "optimizer": get_optimizer_state_dict(model, optimizer)}
+
+
+def _only(state: dict[str, Any], keys: set[str] | None) -> dict[str, Any]:
+    return state if keys is None else {k: v for k, v in state.items() if k in keys}
+
+
+def is_plain(record: dict[str, Any] | None) -> bool:
+    """A fully trained bare Gemma: the checkpoint is an ordinary model directory."""
+    return record is None or not any(record.values())
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """module.json of a checkpoint (None: a plain Gemma)."""
+    file = path / MODULE_FILE
+    if not file.exists():
+        return None
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise TrainError(f"{file}: unreadable ({e})") from None
 
 
 def _write(path: Path, writer: Any, obj: Any) -> None:
@@ -165,7 +190,8 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise TrainError(f"{path}: not a readable training checkpoint ({e})") from None
 
 
-def check_compatible(path: Path, meta: dict[str, Any], config: GemmaConfig, identity: dict[str, Any]) -> None:
+def check_compatible(path: Path, meta: dict[str, Any], config: GemmaConfig, identity: dict[str, Any],
+                     record: dict[str, Any] | None = None) -> None:
     """Refuse, naming every difference, a checkpoint written for another model or data stream."""
     try:
         saved = GemmaConfig.from_json(path / "config.json").to_dict()
@@ -175,29 +201,40 @@ def check_compatible(path: Path, meta: dict[str, Any], config: GemmaConfig, iden
              if saved.get(k) != v and k != "name"]
     diffs += [f"{k}: {meta.get('identity', {}).get(k)!r} there, {v!r} here" for k, v in identity.items()
               if meta.get("identity", {}).get(k) != v]
+    saved_record = read_record(path) or {}
+    here = record or {}
+    diffs += [f"module {k}: {_brief(saved_record.get(k))} there, {_brief(here.get(k))} here"
+              for k in sorted(set(saved_record) | set(here)) if saved_record.get(k) != here.get(k)]
     if diffs:
         raise TrainError(f"cannot resume from {path}: it was written by a different run ("
                          + "; ".join(diffs) + "). Use another out_dir, or the config that wrote it.")
 
 
+def _brief(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    info: DistInfo) -> dict[str, Any]:
+                    info: DistInfo, keys: set[str] | None = None) -> dict[str, Any]:
     """Collective: restore model, optimizer, scheduler and this rank's RNG; return trainer.json.
-    Either format loads whatever `checkpoint.format` the run now has."""
+    Either format loads whatever `checkpoint.format` the run now has. With `keys` (a run with a
+    frozen base) only those model tensors are in the checkpoint; the rest stay as loaded."""
     meta = read_meta(path)
+    options = StateDictOptions(full_state_dict=True, strict=keys is None)
     if (path / SHARDED).is_dir():
-        state = _sharded_state(model, optimizer)
+        state = _sharded_state(model, optimizer, keys)
         try:
             with dcp_quietly():
                 dcp.load(state, checkpoint_id=path / SHARDED, no_dist=not info.distributed)
         except (OSError, RuntimeError, ValueError, dcp.CheckpointException) as e:
             raise TrainError(f"{path / SHARDED}: unreadable sharded checkpoint ({str(e).splitlines()[0]})") from None
-        set_model_state_dict(model, state["model"])
+        set_model_state_dict(model, state["model"], options=StateDictOptions(strict=keys is None))
         set_optimizer_state_dict(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(_torch_load(path / "scheduler.pt"))
     else:
         state = read_safetensors(path / "model.safetensors")
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+        set_model_state_dict(model, state, options=options)
         saved = _torch_load(path / "optimizer.pt")
         set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=StateDictOptions(full_state_dict=True))
         scheduler.load_state_dict(saved["scheduler"])

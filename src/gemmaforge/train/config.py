@@ -9,16 +9,13 @@ key overrides one of its fields.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
-
 from ..config import GemmaConfig
 from ..errors import ConfigError
+from ..util import configfile
 from .errors import TrainError
 
 
@@ -26,9 +23,13 @@ from .errors import TrainError
 class ModelSection:
     preset: str = "tiny-gemma-mqa"
     init_std: float = 0.02  # std of the normal init of every matrix (pre-training from scratch)
+    # start from trained weights: any source gf.load_model takes (then preset and overrides are unused)
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)  # glob patterns of parameter names not to train
     overrides: dict[str, Any] = field(default_factory=dict, metadata={"extras": True})
 
     def gemma_config(self) -> GemmaConfig:
+        """The config a run from scratch builds (with `init_from`, the source's own config rules)."""
         known = [f.name for f in dataclasses.fields(GemmaConfig)]
         for key in self.overrides:
             if key not in known:
@@ -58,6 +59,18 @@ class DataSection:
     val: str | None = None
     seq_len: int = 256
     seed: int = 0  # fixes the block order of every epoch
+    # SFT (chat / prompt-response JSONL; train = "default" is the embedded set):
+    tokenizer: str | None = None  # renders the conversations; default: model.init_from
+    pack: bool = True  # several conversations per row (attention never crosses them)
+
+
+@dataclass(frozen=True)
+class LoraSection:
+    """LoRA adapters (train/lora.py); empty `targets` trains without them."""
+    targets: list[str] = field(default_factory=list)  # e.g. ["q_proj", "k_proj", "v_proj", "o_proj"]
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class EvalSection:
 class CheckpointSection:
     interval: int = 100  # steps between checkpoints (and one at the end)
     keep: int = 3  # newest checkpoints kept
+    export_hf: bool = False  # SFT: also write the final model (LoRA merged) in Hugging Face layout
     # full: one model.safetensors + optimizer.pt, gathered on rank 0 (any reader can use it);
     # sharded: each rank writes its own shards (torch.distributed.checkpoint), nothing is gathered,
     # and a resume may use another number of ranks. For models too large to gather.
@@ -112,6 +126,45 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class PreferenceSection:
+    """Reward modelling and DPO on preference pairs (train/preference.py)."""
+    margin: float = 0.0  # reward: Bradley–Terry margin the chosen reward must clear
+    val_fraction: float = 0.1  # pairs held out for validation when data.val is unset
+    beta: float = 0.1  # DPO: strength of the pull towards the reference
+    loss: Literal["sigmoid", "ipo", "robust"] = "sigmoid"  # DPO variant
+    label_smoothing: float = 0.0  # DPO robust: assumed rate of flipped preference labels, in [0, 0.5)
+
+
+@dataclass(frozen=True)
+class RewardSection:
+    """One part of an RL reward (train/rewards.py); the reward is the weighted sum of the parts."""
+    kind: Literal["function", "reasoning_gym", "reward_model"] = "function"
+    weight: float = 1.0
+    target: str = ""  # function: "module:function" or "file.py:function"; reward_model: a run or checkpoint
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RLSection:
+    """Policy optimisation against a reward (train/rl.py, docs/rlhf.md)."""
+    algorithm: Literal["rloo", "grpo"] = "rloo"
+    prompts: str = ""  # JSONL of {"prompt": …, meta…}, or "reasoning_gym:NAME" (a generator's questions)
+    prompts_size: int = 500  # questions drawn from a reasoning-gym generator
+    held_out: int = 50  # of those, kept for evaluation (never trained on)
+    k: int = 4  # samples per prompt
+    prompts_per_step: int = 4
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    epochs: int = 1  # optimisation passes over each batch of rollouts (GRPO: several)
+    clip: float = 0.2  # ratio clipping of the surrogate
+    kl_coef: float = 0.05
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    kl_in_loss: bool = False  # False: -kl_coef * KL joins the reward; True: a loss term (GRPO's way)
+    no_eos_penalty: float = 0.0  # subtracted from the reward of a reply that never ends
+    rewards: list[RewardSection] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     out_dir: str = "runs/pretrain"
     model: ModelSection = field(default_factory=ModelSection)
@@ -121,19 +174,16 @@ class TrainConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    preference: PreferenceSection = field(default_factory=PreferenceSection)
+    rl: RLSection = field(default_factory=RLSection)
 
     def __post_init__(self) -> None:
         _validate(self)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        path = Path(path)
-        try:
-            table = tomllib.loads(path.read_text("utf-8"))
-        except OSError as e:
-            raise TrainError(f"cannot read config {path}: {e.strerror or e}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise TrainError(f"config {path} is not valid TOML: {e}") from None
+        table = configfile.read_table(path, TrainError)
         try:
             return cls.from_dict(table)
         except TrainError as e:
@@ -141,7 +191,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, table: dict[str, Any]) -> TrainConfig:
-        return _build(cls, table, "")
+        return configfile.build(cls, table, "", TrainError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,8 +220,22 @@ def _validate(c: TrainConfig) -> None:
         need(0 <= _get(c, name) <= 1, name, "must be in [0, 1]")
     need(c.train.loss_chunk is None or c.train.loss_chunk > 0, "train.loss_chunk", "must be > 0")
     need(c.log.peak_tflops is None or c.log.peak_tflops > 0, "log.peak_tflops", "must be > 0")
+    need(c.lora.rank > 0, "lora.rank", "must be > 0")
+    need(c.lora.alpha > 0, "lora.alpha", "must be > 0")
+    need(0 <= c.lora.dropout < 1, "lora.dropout", "must be in [0, 1)")
+    need(c.preference.beta > 0, "preference.beta", "must be > 0")
+    need(0 <= c.preference.label_smoothing < 0.5, "preference.label_smoothing", "must be in [0, 0.5)")
+    need(0 <= c.preference.val_fraction < 1, "preference.val_fraction", "must be in [0, 1)")
+    need(c.rl.k >= 2, "rl.k", "must be >= 2 (RLOO's and GRPO's baselines come from a prompt's other samples)")
+    for name in ("rl.prompts_per_step", "rl.max_new_tokens", "rl.epochs", "rl.prompts_size"):
+        need(_get(c, name) > 0, name, "must be > 0")
+    for name in ("rl.temperature", "rl.clip"):
+        need(_get(c, name) > 0, name, "must be > 0")
+    for name in ("rl.kl_coef", "rl.no_eos_penalty", "rl.held_out"):
+        need(_get(c, name) >= 0, name, "must be >= 0")
     max_len = c.model.gemma_config().max_seq_len
-    need(c.data.seq_len <= max_len, "data.seq_len", f"must be <= model.max_seq_len ({max_len})")
+    need(c.model.init_from is not None or c.data.seq_len <= max_len, "data.seq_len",
+         f"must be <= model.max_seq_len ({max_len})")
     need(c.train.global_batch % c.train.micro_batch == 0, "train.global_batch",
          f"must be a multiple of train.micro_batch ({c.train.micro_batch})")
     need(bool(c.out_dir), "out_dir", "must name a directory")
@@ -182,45 +246,3 @@ def _get(c: TrainConfig, dotted: str) -> Any:
     for part in dotted.split("."):
         obj = getattr(obj, part)
     return obj
-
-
-def _build(cls: type, table: Any, where: str) -> Any:
-    """Instantiate dataclass `cls` from a TOML table, converting and checking each field's type."""
-    if not isinstance(table, dict):
-        raise TrainError(f"{where or 'config'}: expected a table, got {table!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    extras = next((f.name for f in fields.values() if f.metadata.get("extras")), None)
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        name = f"{where}.{key}" if where else key
-        if key in fields and key != extras:
-            kwargs[key] = _convert(value, hints[key], name)
-        elif key == extras:  # as `to_dict` writes it
-            kwargs.setdefault(extras, {}).update(_convert(value, hints[key], name))
-        elif extras:
-            kwargs.setdefault(extras, {})[key] = value
-        else:
-            raise TrainError(f"{name}: unknown field; {where or 'the top level'} has: {', '.join(fields)}")
-    return cls(**kwargs)
-
-
-def _convert(value: Any, tp: Any, name: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, name)
-    if origin in (typing.Union, types.UnionType):  # `X | None`: TOML has no null, so None = omitted
-        if value is None:
-            return None
-        return _convert(value, next(a for a in args if a is not type(None)), name)
-    if origin is Literal:
-        if value not in args:
-            raise TrainError(f"{name}: must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, bool, str) and type(value) is tp:
-        return value
-    if origin is dict and isinstance(value, dict):
-        return value
-    raise TrainError(f"{name}: expected {getattr(tp, '__name__', tp)}, got {value!r}")

@@ -12,36 +12,40 @@ from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import Checkpoi
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.nn.parallel import DistributedDataParallel
 
-from ..model import Gemma
 from .distributed import DistInfo
 
 
-def parallelize(model: Gemma, info: DistInfo, mode: str, activation_checkpointing: bool,
+def parallelize(model: nn.Module, info: DistInfo, mode: str, activation_checkpointing: bool,
                 compile: bool) -> nn.Module:
     """Wrap in the order torchtitan uses: checkpointing inside compile inside FSDP.
 
-    FSDP2 shards each Block separately, then the root (embedding + final norm), so only one
-    Block's full parameters exist at a time. State-dict keys stay those of the plain model.
+    `model` is a Gemma or a module around one (`modules.backbone`). FSDP2 shards each of the
+    Gemma's Blocks separately, then the root (embedding, final norm and any wrapper's own
+    modules), so only one Block's full parameters exist at a time. State-dict keys stay those of
+    the plain module.
     """
+    from .modules import backbone
+
     model.to(info.device)
-    for i, block in enumerate(model.layers):
+    layers = backbone(model).layers
+    for i, block in enumerate(layers):
         if activation_checkpointing:
             block = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT)
         if compile:
             block.compile()
-        model.layers[i] = block
+        layers[i] = block
     if not info.distributed:
         return model
     if mode == "fsdp":
-        for block in model.layers:
+        for block in layers:
             fully_shard(block)
         fully_shard(model)
         return model
     return DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
 
-def unwrap(model: nn.Module) -> Gemma:
-    """The Gemma inside whatever `parallelize` returned (FSDP2 keeps the module itself)."""
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside whatever `parallelize` returned (FSDP2 keeps the module itself)."""
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 

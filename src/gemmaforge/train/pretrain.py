@@ -20,14 +20,18 @@ from torch import nn
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
+from ..util.argtypes import POSITIVE
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
 from .distributed import DistInfo, init_distributed, shutdown
 from .errors import Interrupted, TrainError
 from .loop import Trainer
+from .lora import LoraSettings, apply_lora
+from .modules import freeze
 from .objective import NextTokenObjective
 from .plot import plot_loss
+from .validation import LossValidation
 
 
 def init_weights(model: Gemma, std: float) -> None:
@@ -42,6 +46,33 @@ def init_weights(model: Gemma, std: float) -> None:
             nn.init.normal_(p, 0.0, out_std if name.endswith(("o_proj.weight", "down_proj.weight")) else std)
 
 
+def initial_model(config: TrainConfig, info: DistInfo) -> Gemma:
+    """The Gemma a run starts from: `model.init_from` loaded (any source gf.load_model takes) or a
+    fresh random init, the same on every rank; LoRA adapters (`[lora] targets`) and `model.freeze`
+    applied. Seeds the per-rank RNG."""
+    seed_everything(config.train.seed)  # the same initial weights on every rank
+    if config.model.init_from is not None:
+        model = load_start(config.model.init_from)
+    else:
+        model = Gemma(config.model.gemma_config())
+        init_weights(model, config.model.init_std)
+    if config.lora.targets:
+        lo = config.lora
+        apply_lora(model, LoraSettings(tuple(lo.targets), lo.rank, lo.alpha, lo.dropout))
+    freeze(model, config.model.freeze)
+    seed_everything(config.train.seed + info.rank)  # per-rank streams from here on (checkpointed)
+    return model
+
+
+def load_start(source: str) -> Gemma:
+    from ..weights import load_model
+
+    try:
+        return load_model(source)
+    except GemmaForgeError as e:
+        raise TrainError(f"model.init_from: {e}") from None
+
+
 def pretrain(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or continue, with `resume`) the pre-training `config` describes; return its summary,
     which is also written to `<out_dir>/summary.json` next to metrics.jsonl and loss.png."""
@@ -54,17 +85,16 @@ def pretrain(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
     started = time.perf_counter()
-    gemma_config = config.model.gemma_config()
     d, t = config.data, config.train
+    model = initial_model(config, info)
+    gemma_config = model.config
     train = open_blocks(d.train, d.seq_len, gemma_config.vocab_size, "data.train")
     val = open_blocks(d.val, d.seq_len, gemma_config.vocab_size, "data.val") if d.val else None
-    seed_everything(t.seed)  # the same initial weights on every rank
-    model = Gemma(gemma_config)
-    init_weights(model, config.model.init_std)
-    seed_everything(t.seed + info.rank)  # per-rank streams from here on (checkpointed)
     data = StepBatches(train, t.global_batch, t.micro_batch, d.seed, info.rank, info.world_size)
-    val_batches = eval_batches(val, config.eval.blocks, t.micro_batch, info.rank, info.world_size) if val else []
-    trainer = Trainer(model, NextTokenObjective(t.loss_chunk), data, config, info, val_batches)
+    objective = NextTokenObjective(t.loss_chunk)
+    validation = LossValidation(objective, eval_batches(val, config.eval.blocks, t.micro_batch, info.rank,
+                                                        info.world_size), info.device) if val else None
+    trainer = Trainer(model, objective, data, config, info, validation)
     result = trainer.fit(resume)
     out = Path(config.out_dir)
     if result.tokens == 0 and (out / "summary.json").exists():  # a no-op --resume keeps the run's record
@@ -87,7 +117,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
                         help="torch threads per process (default: torch's choice; fewer on a busy machine)")
     return parser
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..config import GemmaConfig
 from ..model import Gemma, check_dtype
-from ..quantize import Scheme, scheme_of
-from ..quantize import quantize as quantize_model
-from ..sources import resolve
-from ..tokenizer import Tokenizer
+from ..quant import Scheme, scheme_of
+from ..quant import quantize as quantize_model
 from . import gemma_pytorch, gguf_file, hf, native
+from .sources import resolve
+
+if TYPE_CHECKING:
+    from ..tokenizer import Tokenizer
 
 
 def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
@@ -22,7 +25,7 @@ def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
 
     `dtype=None` keeps the stored dtype. `config` is needed only for gemma_pytorch checkpoints
     whose size matches no published preset. `quantize="int8" | "int4"` (with `group_size`) returns
-    a weight-only quantised model (gemmaforge.quantize); a checkpoint saved quantised loads as it
+    a weight-only quantised model (gemmaforge.quant); a checkpoint saved quantised loads as it
     was saved, and asking for another scheme is an error.
     """
     if dtype is not None:

@@ -19,8 +19,8 @@ import torch
 
 from ..errors import CheckpointError, InputError
 from ..model import Gemma
-from ..quantize import scheme_of
-from ..quantize.modules import QuantWeight
+from ..quant import scheme_of
+from ..quant.modules import QuantWeight
 from ..tokenizer import Tokenizer
 from .gguf_file import _LAYER_NAMES
 from .tensors import check_output

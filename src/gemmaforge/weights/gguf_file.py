@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import PRESETS, GemmaConfig
+from ..config import ARCH_FAMILY, PRESETS, GemmaConfig
 from ..errors import CheckpointError, ConfigError
 from ..model import Gemma
-from ..quantize import Scheme
-from ..quantize.checkpoint import quantize_streamed
+from ..quant import Scheme
+from ..quant.checkpoint import quantize_streamed
 from .tensors import atomic_save_file, build_model, read_safetensors
 
-ARCHS = {"gemma": 1, "gemma2": 2, "gemma3": 3}
 _LAYER_NAMES = {
     "attn_q": "attn.q_proj", "attn_k": "attn.k_proj", "attn_v": "attn.v_proj", "attn_output": "attn.o_proj",
     "attn_q_norm": "attn.q_norm", "attn_k_norm": "attn.k_norm", "attn_norm": "input_norm",
@@ -51,10 +50,10 @@ def _field(reader, key: str, default=None):
 
 def config_from_gguf(reader, where: str) -> GemmaConfig:
     arch = _field(reader, "general.architecture")
-    if arch not in ARCHS:
+    if arch not in ARCH_FAMILY:
         raise CheckpointError(f"{where}: architecture {arch!r} is not a Gemma text model "
-                              f"(supported: {', '.join(ARCHS)})")
-    family = ARCHS[arch]
+                              f"(supported: {', '.join(ARCH_FAMILY)})")
+    family = ARCH_FAMILY[arch]
 
     def meta(key: str, default=None):
         v = _field(reader, f"{arch}.{key}", default)

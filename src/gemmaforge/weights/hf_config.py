@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import GemmaConfig
+from ..config import ARCH_FAMILY, GemmaConfig
 from ..errors import ConfigError
 
-_MODEL_TYPES = {1: "gemma", 2: "gemma2", 3: "gemma3_text"}
-_ARCHS = {1: "GemmaForCausalLM", 2: "Gemma2ForCausalLM", 3: "Gemma3ForCausalLM"}
+# How each family is written for transformers: (model_type, architecture class).
+_HF_NAMES = {1: ("gemma", "GemmaForCausalLM"), 2: ("gemma2", "Gemma2ForCausalLM"),
+             3: ("gemma3_text", "Gemma3ForCausalLM")}
 
 
 def _rope(d: dict[str, Any], layer_type: str, default_theta: float) -> tuple[float, float]:
@@ -28,10 +29,10 @@ def from_hf_config(d: dict[str, Any], where: str = "config.json") -> GemmaConfig
     if d.get("model_type") == "gemma3" and "text_config" in d:
         d = {"model_type": "gemma3_text", **d["text_config"]}
     mt = d.get("model_type")
-    family = {v: k for k, v in _MODEL_TYPES.items()}.get(mt)
+    family = ARCH_FAMILY.get(mt)
     if family is None:
         raise ConfigError(f"{where}: model_type {mt!r} is not a Gemma text model "
-                          f"(expected one of {', '.join(_MODEL_TYPES.values())})")
+                          f"(expected one of {', '.join(ARCH_FAMILY)})")
     act = d.get("hidden_activation") or d.get("hidden_act") or "gelu_pytorch_tanh"
     if act not in ("gelu_pytorch_tanh", "gelu_tanh", "gelu"):
         raise ConfigError(f"{where}: activation {act!r} is not Gemma's tanh GELU")
@@ -70,7 +71,7 @@ def to_hf_config(cfg: GemmaConfig) -> dict[str, Any]:
     if cfg.family == 1 and cfg.post_norms | cfg.qk_norm | ("L" in cfg.layer_types):
         raise ConfigError("this config mixes Gemma 1 with later features; transformers has no such model")
     d: dict[str, Any] = {
-        "architectures": [_ARCHS[cfg.family]], "model_type": _MODEL_TYPES[cfg.family],
+        "architectures": [_HF_NAMES[cfg.family][1]], "model_type": _HF_NAMES[cfg.family][0],
         "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model, "intermediate_size": cfg.ffn_dim,
         "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
         "num_key_value_heads": cfg.n_kv_heads, "head_dim": cfg.head_dim,

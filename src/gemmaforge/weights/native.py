@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
@@ -15,10 +16,12 @@ from safetensors.torch import save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError, ConfigError, InputError
 from ..model import Gemma
-from ..quantize import Scheme, check_requested, scheme_of
-from ..quantize.checkpoint import QUANTIZATION, load_quantized
-from ..tokenizer import Tokenizer
+from ..quant import Scheme, check_requested, scheme_of
+from ..quant.checkpoint import QUANTIZATION, load_quantized
 from .tensors import SHARDED, atomic_dir, build_model, read_safetensors, read_sharded
+
+if TYPE_CHECKING:
+    from ..tokenizer import Tokenizer
 
 
 def save(model: Gemma, directory: str | Path, tokenizer: Tokenizer | None = None, overwrite: bool = False) -> Path:
@@ -53,15 +56,18 @@ def read_config(directory: Path) -> tuple[GemmaConfig, Scheme | None]:
 def load(directory: Path, dtype: torch.dtype | None, quantize: str | None = None,
          group_size: int | None = None) -> Gemma:
     """Our checkpoint; a quantised one is built from its codes directly (no float weights on the way)."""
-    cfg, scheme = read_config(directory)
-    if scheme is not None:
-        check_requested(scheme, quantize, group_size, str(directory))
-        return load_quantized(directory / "model.safetensors", cfg, scheme, dtype or torch.float32)
+    if (directory / "module.json").exists():
+        raise CheckpointError(f"{directory}: a training checkpoint of more than a plain Gemma (a head, LoRA or a "
+                              "frozen base; see module.json): rebuild it with gemmaforge.train.load_trained")
     weights = directory / "model.safetensors"
     if not weights.exists() and (directory / SHARDED).is_dir():
         weights = directory / SHARDED
     elif not weights.exists():
         raise CheckpointError(f"{directory}: no model.safetensors")
+    cfg, scheme = read_config(directory)
+    if scheme is not None:
+        check_requested(scheme, quantize, group_size, str(directory))
+        return load_quantized(weights, cfg, scheme, dtype or torch.float32)
     state = read_sharded(weights) if weights.is_dir() else read_safetensors(weights)
     stored = next(iter(state.values())).dtype if state else torch.float32
     return build_model(cfg, state, str(weights), dtype or stored)

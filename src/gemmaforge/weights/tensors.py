@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from ..config import GemmaConfig
 from ..errors import CheckpointError
 from ..model import Gemma, check_dtype
-from ..paths import umask
+from ..util.paths import umask
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ class PerplexityFilter:
 
     def __post_init__(self) -> None:
         if self._model is None or self._tokenizer is None:
-            from ...tokenizer import load_tokenizer
+            from ...tokenizer.tokenizer import load_tokenizer
             from ...weights import load_model
 
             self._model = load_model(self.model)

@@ -111,12 +111,16 @@ class MultipleChoiceTask(Task):
     """Pick the continuation with the highest log-likelihood.
 
     Metrics: `acc` (raw sum of log-probabilities) and `acc_norm` (divided by the length in
-    characters of the scored text, which removes the bias towards short answers; lm-eval's).
+    characters of the choice as `choices` gives it, unstripped and without the delimiter: lm-eval
+    0.4's `acc_norm`, which removes the bias towards short answers).
     """
 
     kind = "loglikelihood"
     fewshot_separator = "\n\n"
     target_delimiter = " "
+    #: report `acc_norm`; off where lm-eval's config lists `acc` only (MMLU's one-letter choices,
+    #: BoolQ's no/yes, WinoGrande's one shared continuation)
+    length_normalised = True
 
     @abstractmethod
     def question(self, doc: dict[str, Any]) -> str:
@@ -153,8 +157,11 @@ class MultipleChoiceTask(Task):
         choices = self.choices(item.doc)
         gold = self.gold(item.doc)
         lls = [r.logprob for r in results]
-        normed = [ll / max(len(r.continuation.strip()), 1) for ll, r in zip(lls, requests)]
+        normed = [ll / max(len(c), 1) for ll, c in zip(lls, choices)]
         pred, pred_norm = _argmax(lls), _argmax(normed)
+        verdict = {"acc": float(pred == gold)}
+        if self.length_normalised:
+            verdict["acc_norm"] = float(pred_norm == gold)
         contexts = {r.context for r in requests}
         return Sample(
             task=self.name, id=item.id, group=item.group,
@@ -164,8 +171,8 @@ class MultipleChoiceTask(Task):
                      "logprob": res.logprob, "n_tokens": res.n_tokens, "greedy": res.greedy,
                      "context_dropped": res.context_dropped}
                     for c, r, res in zip(choices, requests, results)],
-            verdict={"acc": float(pred == gold), "acc_norm": float(pred_norm == gold)},
-            extra={"pred": pred, "pred_norm": pred_norm},
+            verdict=verdict,
+            extra={"pred": pred, **({"pred_norm": pred_norm} if self.length_normalised else {})},
         )
 
 

@@ -39,6 +39,7 @@ class MMLU(MultipleChoiceTask):
 
     name = "mmlu"
     default_shots = 5
+    length_normalised = False  # one-letter choices: acc_norm would be acc
     macro_average = True
     description = "MMLU test (14,042 questions, 57 subjects), answer letter by log-likelihood"
     root = "hf_datasets/hails/mmlu_no_train"
@@ -67,7 +68,7 @@ class MMLU(MultipleChoiceTask):
         return f"The following are multiple choice questions (with answers) about {item.group.replace('_', ' ')}.\n\n"
 
     def question(self, doc: dict[str, Any]) -> str:
-        options = "".join(f"{letter}. {c.strip()}\n" for letter, c in zip(self.letters, doc["choices"]))
+        options = "".join(f"{letter}. {c}\n" for letter, c in zip(self.letters, doc["choices"]))  # verbatim
         return f"{doc['question'].strip()}\n{options}Answer:"
 
     def choices(self, doc: dict[str, Any]) -> list[str]:
@@ -138,6 +139,7 @@ class PIQA(_ValidationSetTask):
 
 class BoolQ(_ValidationSetTask):
     name = "boolq"
+    length_normalised = False  # as lm-eval: acc only
     path = "boolq/none/validation"
     description = "BoolQ validation (3,270), 'no'/'yes' by log-likelihood"
 
@@ -153,9 +155,11 @@ class BoolQ(_ValidationSetTask):
 
 class WinoGrande(_ValidationSetTask):
     """Partial scoring (Trinh & Le, 2018): the context is the sentence up to the blank with each
-    option filled in; both are scored on the same continuation, the rest of the sentence."""
+    option filled in; both are scored on the same continuation, the rest of the sentence. No
+    `acc_norm`: with one continuation it would equal `acc` (lm-eval reports `acc` only)."""
 
     name = "winogrande"
+    length_normalised = False
     path = "winogrande/winogrande_xl/validation"
     description = "WinoGrande XL validation (1,267), partial scoring"
 

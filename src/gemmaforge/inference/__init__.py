@@ -1,0 +1,7 @@
+"""Inference over the KV cache: the prefill/decode engine, token sampling and the chat session."""
+
+from .chat_session import ChatSession
+from .generate import Decoder, generate, stream
+from .sampling import Sampling
+
+__all__ = ["ChatSession", "Decoder", "Sampling", "generate", "stream"]

@@ -1,0 +1,73 @@
+"""Policy-gradient losses on rollouts: advantages (RLOO, GRPO), KL estimators, the clipped surrogate.
+
+A rollout batch is a dict of tensors: `ids`, `attention`, `completion` [B, T] (the sampled tokens
+and their `<end_of_turn>` are the completion), `old_logp` and `ref_logp` [B, T] (per token, from
+the engine and from the reference; zero outside the completion) and `advantage` [B]; plus scalar
+rollout metrics (`rollout/…`) that the objective passes on to the log.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .modules import backbone
+from .objective import TOKENS
+from .preference import token_logprobs
+
+KL_ESTIMATORS = ("k1", "k3")
+
+
+def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """[P, k] rewards of k samples per prompt -> each minus the mean of the other k - 1
+    (Ahmadian et al. 2024: REINFORCE with a leave-one-out baseline)."""
+    k = rewards.shape[-1]
+    return rewards - (rewards.sum(-1, keepdim=True) - rewards) / (k - 1)
+
+
+def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """[P, k] -> rewards normalised within each prompt's group (Shao et al. 2024): (r - mean) / (std + eps),
+    the standard deviation unbiased as TRL computes it."""
+    return (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + eps)
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from samples of π (Schulman 2020): k1 = log π − log π_ref
+    (unbiased, noisy, can be negative); k3 = (r − 1) − log r with r = π_ref/π (unbiased, ≥ 0)."""
+    log_ratio = ref_logp - logp
+    if estimator == "k1":
+        return -log_ratio
+    return torch.expm1(log_ratio) - log_ratio
+
+
+class PolicyGradientObjective:
+    """The clipped importance-weighted surrogate of PPO/GRPO, token-level mean over the step's
+    completion tokens: −min(ρ A, clip(ρ, 1 − ε, 1 + ε) A), ρ = π/π_old per token, plus β·KL to the
+    reference when the KL is a loss term (`kl_in_loss`; otherwise it was subtracted from the reward)."""
+
+    def __init__(self, clip: float = 0.2, kl_coef: float = 0.0, kl_in_loss: bool = False,
+                 kl_estimator: str = "k3") -> None:
+        self.clip, self.kl_coef, self.kl_in_loss, self.kl_estimator = clip, kl_coef, kl_in_loss, kl_estimator
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        ids, mask = batch["ids"], batch["completion"].float()
+        hidden = model(ids, attention_mask=batch["attention"], logits_at="none")
+        logp, entropy = token_logprobs(backbone(model), hidden, ids, batch["completion"], with_entropy=True)
+        ratio = torch.exp(logp - batch["old_logp"]) * mask
+        adv = batch["advantage"][:, None]
+        clipped = ratio.clamp(1 - self.clip, 1 + self.clip)
+        per_token = -torch.minimum(ratio * adv, clipped * adv)
+        kl = kl_estimate(logp, batch["ref_logp"], self.kl_estimator) * mask
+        if self.kl_in_loss:
+            per_token = per_token + self.kl_coef * kl
+        n = mask.sum().clamp(min=1)
+        loss = (per_token * mask).sum() / n
+        with torch.no_grad():
+            clip_frac = (((ratio - 1).abs() > self.clip).float() * mask).sum() / n
+            metrics = {TOKENS: float(mask.sum()), "kl": float(kl.detach().sum() / n),
+                       "entropy": float((entropy * mask).sum() / n), "clip_fraction": float(clip_frac)}
+        metrics.update({k: float(v) for k, v in batch.items() if k.startswith("rollout/")})
+        return loss, metrics
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["completion"].sum())
