@@ -269,3 +269,30 @@ def test_gguf_export_carries_the_vocabulary(tmp_path):
     text = "Hello  world <start_of_turn>user\n12345 naïve 😀\t\tx"
     assert back.encode(text) == tok.encode(text)
     assert back.serialized_model_proto() == tok.serialized_model_proto()
+
+
+def test_cli_choices_match_the_library():
+    """The CLI lists schemes and GGUF types without importing torch; they must be the library's."""
+    from gemmaforge.quant import SCHEMES
+    from gemmaforge.quant.cli import GGUF_TYPES
+    from gemmaforge.quant.schemes import DEFAULT_GROUP
+    from gemmaforge.weights.gguf_export import TYPES
+
+    assert GGUF_TYPES == TYPES and tuple(DEFAULT_GROUP) == SCHEMES
+
+
+def test_cli_quantizes_converts_and_reports(tmp_path, monkeypatch, capsys):
+    from gemmaforge.cli import main
+
+    monkeypatch.setenv("GEMMAFORGE_CACHE", "off")
+    gf.save_model(random_gemma("tiny-gemma3", std=0.05), tmp_path / "f")
+    assert main(["convert", str(tmp_path / "f"), str(tmp_path / "q"), "--quantize", "int4"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "q"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["quantization"] == "int4 (group 32)" and info["parameters"] == Gemma(
+        gf.GemmaConfig.preset("tiny-gemma3")).num_parameters()
+    assert main(["convert", str(tmp_path / "q"), str(tmp_path / "q.gguf"), "--to", "gguf"]) == 0
+    assert scheme_of(gf.load_model(tmp_path / "q.gguf")) is None  # GGUF reads back as float (Q4_1 dequantised)
+    assert main(["info", str(tmp_path / "q"), "--quantize", "int8"]) == 2
+    assert "stored quantised as int4 (group 32); it cannot be loaded as int8" in capsys.readouterr().err
