@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from ..util.argtypes import Number
 from . import SCHEMES
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", choices=SCHEMES, default=None,
                    help="weight-only quantisation of every linear layer and the embedding (default: none; "
                         "a checkpoint saved quantised loads quantised)")
-    p.add_argument("--group-size", type=int, default=None, metavar="N",
+    p.add_argument("--group-size", type=Number(int, 2), default=None, metavar="N",
                    help="columns per scale (int8 default: one per row; int4 default: 32)")
 
 
