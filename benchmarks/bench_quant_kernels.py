@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 from gemmaforge.model import linear
 from gemmaforge.quant import kernels
 from gemmaforge.quant.schemes import Scheme, dequantize, quantize_weight, unpack_int4

@@ -25,7 +25,7 @@ from tqdm import tqdm
 import gemmaforge as gf
 from gemmaforge.data.default_corpus import PARTS
 from gemmaforge.inference.generate import Decoder
-from gemmaforge.machine import cpu_name
+from gemmaforge.util.machine import cpu_name
 from gemmaforge.quant import scheme_of
 
 SCHEMES = ("float32", "int8", "int4")
