@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gemmaforge.util.machine import cpu_name
 from gemmaforge.model import linear
 from gemmaforge.quant import kernels
 from gemmaforge.quant.schemes import Scheme, dequantize, quantize_weight, unpack_int4
+from gemmaforge.util.machine import cpu_name
 
 D, FFN, Q, KV, V = 640, 2048, 1024, 256, 262144
 CASES = [  # (what, out, in, rows)

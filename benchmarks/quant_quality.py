@@ -9,6 +9,9 @@
 Targets (issue 15): int8 within +0.5% NLL of float32, int4 within +3%.
 
     python benchmarks/quant_quality.py [--threads 2] [--tokens 20480] [--out benchmarks/results]
+
+On a shared machine, `--only float32|int8|int4` runs one model (three processes in parallel), and
+`--combine` writes the report from their partial results.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from tqdm import tqdm
 import gemmaforge as gf
 from gemmaforge.data.default_corpus import PARTS
 from gemmaforge.inference.generate import Decoder
-from gemmaforge.util.machine import cpu_name
 from gemmaforge.quant import scheme_of
+from gemmaforge.util.machine import cpu_name
 
 SCHEMES = ("float32", "int8", "int4")
 TARGET = {"int8": 0.5, "int4": 3.0}  # allowed NLL increase over float32, percent
@@ -92,23 +95,44 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--note", default="")
+    ap.add_argument("--only", choices=SCHEMES, help="run one model, write its partial result")
+    ap.add_argument("--combine", action="store_true", help="write the report from the --only results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results, continuations = {}, {}
+    for scheme in ([] if args.combine else [args.only] if args.only else SCHEMES):
+        results[scheme], continuations[scheme], n_docs = run_one(scheme, args)
+        if args.only:
+            part = {"result": results[scheme], "continuations": continuations[scheme], "docs": n_docs}
+            (args.out / f".quant_quality_{scheme}.json").write_text(json.dumps(part))
+            return
+    if args.combine:
+        for scheme in SCHEMES:
+            path = args.out / f".quant_quality_{scheme}.json"
+            part = json.loads(path.read_text())
+            results[scheme], continuations[scheme], n_docs = part["result"], part["continuations"], part["docs"]
+            path.unlink()
+    report_all(results, continuations, n_docs, args)
+
+
+def run_one(scheme: str, args) -> tuple[dict, list[list[int]], int]:
     tok = gf.load_tokenizer("gemma3-270m")
     seqs = held_out(tok, "wikipedia_excerpts", args.tokens, 1024)
     prompts = [tok.encode(t, add_bos=True)[:48] for _, t in PARTS["openwebtext"].documents()][-args.prompts:]
-    results, continuations = {}, {}
-    for scheme in SCHEMES:
-        start = time.perf_counter()
-        model = gf.load_model("gemma3-270m", quantize=None if scheme == "float32" else scheme)
-        load_s = time.perf_counter() - start
-        mean, count = nll(model, seqs)
-        start = time.perf_counter()
-        continuations[scheme] = greedy(model, prompts, args.new_tokens)
-        results[scheme] = {"load_s": load_s, "nll": mean, "tokens": count, "generate_s": time.perf_counter() - start,
-                           "weight_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
-        print(scheme, json.dumps(results[scheme]), flush=True)
-        del model
+    start = time.perf_counter()
+    model = gf.load_model("gemma3-270m", quantize=None if scheme == "float32" else scheme)
+    load_s = time.perf_counter() - start
+    mean, count = nll(model, seqs)
+    start = time.perf_counter()
+    continuation = greedy(model, prompts, args.new_tokens)
+    result = {"load_s": load_s, "nll": mean, "tokens": count, "generate_s": time.perf_counter() - start,
+              "weight_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
+    print(scheme, json.dumps(result), flush=True)
+    return result, continuation, len(seqs)
+
+
+def report_all(results: dict, continuations: dict, n_docs: int, args) -> None:
     base = results["float32"]["nll"]
     for scheme in ("int8", "int4"):
         r = results[scheme]
@@ -117,9 +141,8 @@ def main() -> None:
         r["meets_target"] = r["nll_increase_pct"] <= TARGET[scheme]
         r.update(agreement(continuations["float32"], continuations[scheme]))
     report = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "note": args.note,
-              "held_out": f"last {len(seqs)} documents of wikipedia_excerpts, {results['float32']['tokens']} tokens",
-              "prompts": len(prompts), "new_tokens": args.new_tokens, "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
+              "held_out": f"last {n_docs} documents of wikipedia_excerpts, {results['float32']['tokens']} tokens",
+              "prompts": len(continuations["float32"]), "new_tokens": args.new_tokens, "results": results}
     (args.out / "quant_quality.json").write_text(json.dumps(report, indent=2))
     (args.out / "quant_quality.md").write_text(markdown(report))
     print(markdown(report))
