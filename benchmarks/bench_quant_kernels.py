@@ -5,8 +5,9 @@ rows; the 262144x640 tied output projection) it times, interleaved in one proces
 product and every int8/int4 candidate: our torch.compile'd dequantise-and-reduce, dequantise+matmul
 by blocks, PyTorch's `_weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu`, and torchao's
 weight-only tensors when torchao is installed (`pip install -c constraints-cpu.txt torchao==0.18.0`;
-not in the dev extra: once installed, transformers imports it and logs load failures on every import). Each candidate's error against the float product of
-the same dequantised weight is recorded, so "fastest" means fastest among the exact ones.
+not in the dev extra: once installed, transformers imports it and logs load failures on every
+import). Each candidate's error against the float product of the same dequantised weight is
+recorded, so "fastest" means fastest among the exact ones.
 
     python benchmarks/bench_quant_kernels.py [--threads 1] [--rounds 5] [--out benchmarks/results]
 """
