@@ -11,7 +11,7 @@ DPO's reference log-probabilities are computed once before training on both side
 forward and backward. Each engine and task runs in its own subprocess (peak RSS is the child's);
 `--warmup` steps are not timed. Speed is the pairs' real (non-padding) tokens per second.
 
-    python benchmarks/bench_preference.py [--steps 3] [--warmup 1] [--batch 2] [--seq 256] [--threads 1]
+    python benchmarks/bench_preference.py [--steps 2] [--warmup 1] [--batch 2] [--seq 256] [--threads 1]
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def gemmaforge_run(task: str, items, args) -> list[float]:
 
     import gemmaforge as gf
     from gemmaforge.train.distributed import DistInfo
-    from gemmaforge.train.lora import LoraSettings, apply_lora
     from gemmaforge.train.loop import Trainer
+    from gemmaforge.train.lora import LoraSettings, apply_lora
     from gemmaforge.train.modules import ModelWithHead
     from gemmaforge.train.preference import DpoObjective, RewardObjective, reference_logprobs
 
@@ -137,7 +137,8 @@ def trl_run(task: str, items, args) -> list[float]:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(args.work / "hf", num_labels=1,
                                                                                 dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id
-        data = datasets.Dataset.from_list([{"chosen_ids": a, "rejected_ids": b} for (a, _), (b, _) in zip(chosen, rejected)])
+        data = datasets.Dataset.from_list([{"chosen_ids": a, "rejected_ids": b}
+                                           for (a, _), (b, _) in zip(chosen, rejected)])
         cls, config = trl.RewardTrainer, trl.RewardConfig(max_length=None, **common)
         peft_config = peft.LoraConfig(task_type="SEQ_CLS", **lora)
     else:
@@ -186,7 +187,7 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=2, help="pairs a step")
     ap.add_argument("--seq", type=int, default=256)
@@ -240,13 +241,15 @@ def main() -> None:
              f"{s['seq']} tokens, LoRA and optimiser settings of configs/reward-lora.toml and configs/dpo-lora.toml, "
              f"{s['steps']} timed steps after {s['warmup']} warm-up, {s['threads']} thread, each run in its own "
              "process.\n", "| task | TRL tokens/s | gemmaforge tokens/s | speed-up | TRL peak RSS (MB) | "
-             "gemmaforge peak RSS (MB) | memory ratio | goal (≥1.5x, ≤1x memory) |", "|---|---|---|---|---|---|---|---|"]
+             "gemmaforge peak RSS (MB) | memory ratio | goal (≥1.5x, ≤1x memory) |",
+             "|---|---|---|---|---|---|---|---|"]
     for task, r in results.items():
         lines.append(f"| {task} | {r['trl']['tokens_per_s']:.1f} | {r['gemmaforge']['tokens_per_s']:.1f} | "
                      f"{r['speedup']:.2f}x | {r['trl']['peak_rss_mb']:.0f} | {r['gemmaforge']['peak_rss_mb']:.0f} | "
                      f"{r['memory_ratio']:.2f}x | {'met' if r['goal_met'] else 'not met'} |")
-    lines.append(f"\n{e['cpu']}, torch {e['torch']}, transformers {e['transformers']}, TRL {e['trl']}, peft {e['peft']}. "
-                 f"1-min load average {min(loads):.1f}–{max(loads):.1f} during the run (a shared, busy 2-core machine): "
+    lines.append(f"\n{e['cpu']}, torch {e['torch']}, transformers {e['transformers']}, TRL {e['trl']}, "
+                 f"peft {e['peft']}. 1-min load average {min(loads):.1f}–{max(loads):.1f} during the run "
+                 "(a shared, busy 2-core machine): "
                  "read the ratios, not the absolute numbers.\n")
     (args.out / "bench_preference.md").write_text("\n".join(lines))
     print(json.dumps(report, indent=2))

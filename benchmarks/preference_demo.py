@@ -19,7 +19,7 @@ Every pair is held out exactly once, so accuracies pool over all folds; the 95% 
 bootstrap over prompts (pairs of one prompt are resampled together). Ties count one half.
 Results are rewritten after every fold (a stopped run keeps the folds it finished).
 
-    python benchmarks/preference_demo.py --hhh PATH/hhh_alignment [--folds 3] [--seq 256] [--steps 5]
+    python benchmarks/preference_demo.py --hhh PATH/hhh_alignment [--folds 3] [--seq 256] [--steps 4]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from gemmaforge.train.config import TrainConfig
 
 DEFAULT_HHH = Path("/tmp/safety_dl/bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -96,9 +98,7 @@ def summarise(hits: torch.Tensor, groups: list[str], seed: int, n_boot: int = 20
             "pairs": len(hits)}
 
 
-def config(kind: str, out: Path, train: Path, args) -> "TrainConfig":  # noqa: F821
-    from gemmaforge.train.config import TrainConfig
-
+def config(kind: str, out: Path, train: Path, args) -> TrainConfig:
     return TrainConfig.from_dict({
         "out_dir": str(out), "model": {"init_from": "gemma3-270m"},
         "data": {"train": str(train), "seq_len": args.seq, "seed": args.seed},
@@ -167,8 +167,8 @@ def report(args, pairs, kept, fold, items, base_lp, folds_done: list[dict], star
         trained.update({m: h[held] for m, h in methods.items()})
         out["held-out pairs of finished folds"] = {m: summarise(h, sub, args.seed) for m, h in trained.items()}
     return {"results": out,
-            "folds": [{k: v for k, v in d.items() if k not in ("held", "reward_diff", "dpo_diff")} | {"held_out": len(d["held"])}
-                      for d in folds_done],
+            "folds": [{k: v for k, v in d.items() if k not in ("held", "reward_diff", "dpo_diff")}
+                      | {"held_out": len(d["held"])} for d in folds_done],
             "data": {"pairs": len(pairs), "prompts": len(set(p["prompt"] for p in pairs)), "fit_seq": len(kept),
                      "too_long": len(pairs) - len(kept)},
             "settings": {k: getattr(args, k) for k in ("folds", "seq", "steps", "batch", "rank", "reward_lr", "dpo_lr",
@@ -193,8 +193,9 @@ def write(res: dict, out: Path) -> None:
                   for m, v in table.items()]
     lines += ["\n## Folds\n", "| fold | held out | trained pairs | reward loss | DPO loss | reward s | DPO s |",
               "|---|---|---|---|---|---|---|"]
-    lines += [f"| {i} | {d['held_out']} | {d['train_pairs']} | {d['reward_train_loss']:.3f} | {d['dpo_train_loss']:.3f} "
-              f"| {d['reward_s']:.0f} | {d['dpo_s']:.0f} |" for i, d in enumerate(res["folds"])]
+    lines += [f"| {i} | {d['held_out']} | {d['train_pairs']} | {d['reward_train_loss']:.3f} "
+              f"| {d['dpo_train_loss']:.3f} | {d['reward_s']:.0f} | {d['dpo_s']:.0f} |"
+              for i, d in enumerate(res["folds"])]
     la = res["load_average"]
     lines.append(f"\nWall {res['wall_s'] / 60:.1f} min, {s['threads']} thread, torch {res['torch']}, on a shared, busy "
                  f"2-core machine (1-min load average {min(la):.1f}–{max(la):.1f} during the run): absolute times are "
@@ -207,7 +208,7 @@ def main() -> None:
     ap.add_argument("--hhh", type=Path, default=DEFAULT_HHH, help="bigbench's hhh_alignment folder")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--batch", type=int, default=4, help="pairs a step")
     ap.add_argument("--micro", type=int, default=8, help="pairs a forward pass when scoring")
     ap.add_argument("--rank", type=int, default=8)
