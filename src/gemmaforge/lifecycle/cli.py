@@ -16,6 +16,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", default=None, metavar="STAGE", help="re-run STAGE alone (its inputs must be finished)")
     p.add_argument("--base", default=None, metavar="MODEL",
                    help="post-train this model (e.g. gemma3-270m, with LoRA) instead of a tokenizer and pre-training")
+    p.add_argument("--data-backend", choices=("local", "ray"), default="local",
+                   help="how the data stage runs: local processes or ray.data (same shards either way)")
     p.add_argument("--human", action="store_true", help="collect the preference pairs on the rating page")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
@@ -24,7 +26,8 @@ def pipeline_main(args: argparse.Namespace) -> int:
     from .runner import PipelineOptions, run_pipeline
 
     states = run_pipeline(PipelineOptions(args.output, args.config, args.quick, args.start, args.only, args.base,
-                                          args.human, args.progress))
+                                          human=args.human, data_backend=args.data_backend,
+                                          progress=args.progress))
     for name, st in states.items():
         print(f"{name:10s} {st['status']:8s} {st['dir']}")
     print(f"report: {args.output / 'report.html'} (and report.json)")

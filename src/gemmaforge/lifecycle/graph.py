@@ -33,6 +33,7 @@ class Stage:
     run: Callable[[Context], dict[str, Any]]  # returns the stage's summary (kept in done.json)
     outputs: tuple[str, ...] = ()  # files or directories that must exist once it is done
     trains: bool = False  # config holds TrainConfig sections; resumes from checkpoints
+    reads: tuple[str, ...] = ()  # "table.key" of other tables the stage reads (part of its key)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Context:
     inputs: dict[str, Path]
     resume: bool
     base: str | None  # `--base`: a shipped model post-trained instead of pre-training one
+    data_backend: str = "local"  # how `data` runs (not in the key: both backends give the same shards)
 
     @property
     def section(self) -> dict[str, Any]:
@@ -58,9 +60,15 @@ def stage_keys(stages: list[Stage], config: dict[str, Any], base: str | None) ->
     keys: dict[str, str] = {}
     for s in stages:
         payload = {"stage": s.name, "layout": LAYOUT_VERSION, "config": config.get(s.name, {}),
-                   "run": config.get("run", {}), "base": base, "inputs": {i: keys[i] for i in s.inputs}}
+                   "run": config.get("run", {}), "base": base, "inputs": {i: keys[i] for i in s.inputs},
+                   "reads": {r: _lookup(config, r) for r in s.reads}}
         keys[s.name] = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     return keys
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    table, _, key = dotted.partition(".")
+    return config.get(table, {}).get(key)
 
 
 def open_run(directory: Path) -> None:

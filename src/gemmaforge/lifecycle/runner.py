@@ -26,6 +26,7 @@ class PipelineOptions:
     only: str | None = None  # --only
     base: str | None = None  # --base gemma3-270m
     human: bool = False
+    data_backend: str = "local"  # --data-backend: local processes or ray.data
     progress: bool = True
 
 
@@ -90,7 +91,8 @@ def _run_stage(s, dirs: dict[str, Path], config, opts: PipelineOptions, forced: 
     resume = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    summary = s.run(Context(s, config, out, {i: dirs[i] for i in s.inputs}, resume, opts.base))
+    summary = s.run(Context(s, config, out, {i: dirs[i] for i in s.inputs}, resume, opts.base,
+                             opts.data_backend))
     record = mark_done(out, summary, time.perf_counter() - started, key)
     return {"dir": str(out), "status": "resumed" if resume else "ran", "record": record}
 

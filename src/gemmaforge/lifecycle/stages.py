@@ -3,6 +3,7 @@ its inputs' directories and writes only under its own; what it returns is its su
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import importlib
 import importlib.util
@@ -97,11 +98,12 @@ def run_data(ctx: Context) -> dict[str, Any]:
     from ..eval.harness import load_tasks
 
     s = ctx.section
-    ngrams = write_ngrams(export_ngrams(load_tasks(s["eval_tasks"])), ctx.out / "eval-ngrams.jsonl")
+    ngrams = write_ngrams(export_ngrams(load_tasks(ctx.config["eval"]["tasks"])), ctx.out / "eval-ngrams.jsonl")
     base = default_config(str(ctx.out / "shards"), str(ctx.inputs["tokenizer"]))
     sources = [{"name": x.name, "kind": x.kind, "builtin": x.builtin, "max_docs": s["max_docs"]} for x in base.sources]
     config = default_config(str(ctx.out / "shards"), str(ctx.inputs["tokenizer"]), sources=sources,
-                            decontam={"ngrams": str(ngrams)}, seq_len=s["seq_len"], workers=1,
+                            decontam={"ngrams": str(ngrams)}, seq_len=s["seq_len"], backend=ctx.data_backend,
+                            workers=ctx.config["run"]["threads"],
                             seed=ctx.config["run"]["seed"], overwrite=True, mixture={})
     m = prepare(config)
     return {"total_tokens": m.total_tokens, "blocks": m.num_blocks, "seq_len": m.seq_len,
@@ -119,7 +121,7 @@ def run_pretrain(ctx: Context) -> dict[str, Any]:
     tok = load_tokenizer(str(ctx.inputs["tokenizer"]))
     section = dict(ctx.section)
     section["model"] = {**section.get("model", {}), "vocab_size": tok.vocab_size}
-    ctx_model = Context(ctx.stage, {**ctx.config, "pretrain": section}, ctx.out, ctx.inputs, ctx.resume, ctx.base)
+    ctx_model = dataclasses.replace(ctx, config={**ctx.config, "pretrain": section})
     config = train_config(ctx_model, ctx.out / "run", None, train=str(ctx.inputs["data"] / "shards"),
                           seq_len=ctx.config["data"]["seq_len"])
     summary = pretrain(config, resume=ctx.resume)
@@ -243,7 +245,7 @@ def run_rlhf(ctx: Context) -> dict[str, Any]:
     rl.setdefault("rewards", [{"kind": "reward_model", "target": str(ctx.inputs["reward"] / "run"), "name": "rm"}])
     section["rl"] = rl
     start = model_of(ctx, "sft")
-    rctx = Context(ctx.stage, {**ctx.config, "rlhf": section}, ctx.out, ctx.inputs, ctx.resume, ctx.base)
+    rctx = dataclasses.replace(ctx, config={**ctx.config, "rlhf": section})
     summary = rlhf(train_config(rctx, ctx.out / "run", start, tokenizer=start), resume=ctx.resume)
     shutil.copytree(Path(summary["model"]), ctx.out / "model", dirs_exist_ok=True)
     return summary
@@ -279,8 +281,8 @@ def stages(base: str | None) -> list[Stage]:
     """The graph; with --base the tokenizer and pre-training come from the shipped model."""
     trained = ("run",)
     graph = [
-        Stage("tokenizer", (), run_tokenizer, (TOKENIZER_FILE,)),
-        Stage("data", ("tokenizer",), run_data, ("shards/manifest.json",)),
+        Stage("tokenizer", (), run_tokenizer, (TOKENIZER_FILE,), reads=("data.max_docs",)),
+        Stage("data", ("tokenizer",), run_data, ("shards/manifest.json",), reads=("eval.tasks",)),
         Stage("pretrain", ("tokenizer", "data"), run_pretrain, ("model", *trained), trains=True),
         Stage("select", ("pretrain",), run_select_stage, ("selected.jsonl",)),
         Stage("safety", ("select",), run_safety, ("train.jsonl",)),
@@ -293,5 +295,5 @@ def stages(base: str | None) -> list[Stage]:
     if base is None:
         return graph
     drop = {"tokenizer", "data", "pretrain"}
-    return [Stage(s.name, tuple(i for i in s.inputs if i not in drop), s.run, s.outputs, s.trains)
+    return [dataclasses.replace(s, inputs=tuple(i for i in s.inputs if i not in drop))
             for s in graph if s.name not in drop]
