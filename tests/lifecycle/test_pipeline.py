@@ -6,6 +6,10 @@ a hand-deleted output is one clear error. The report opens in headless Chromium.
 import json
 import os
 import shutil
+import socket
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -154,3 +158,44 @@ def test_incompatible_run_directory(tmp_path, capsys):
     (out / "other.txt").write_text("x")
     code, _, err = run(capsys, "--output", str(out))
     assert code == 2 and "is not a pipeline run" in err
+
+
+def test_human_prefs_wait_for_ratings_on_the_page(quick, capsys):
+    """--human --only prefs: the page serves the SFT vs pre-trained pairs and the stage finishes once a
+    rater (here a thread speaking the page's HTTP API) has rated them all."""
+    port = free_port()
+    (quick.parent / "human.toml").write_text(f"[prefs]\nport = {port}\n")
+    rated: list[int] = []
+
+    def rater() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/next?rater=tester", timeout=2) as r:
+                    pair = json.loads(r.read())["pair"]
+            except OSError:
+                time.sleep(0.2)
+                continue
+            if pair is None:
+                return
+            body = json.dumps({"rater": "tester", "pair_id": pair["pair_id"], "choice": "left"}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/rate", body,
+                                         {"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=5).read()
+            rated.append(pair["pair_id"])
+
+    thread = threading.Thread(target=rater, daemon=True)
+    thread.start()
+    code, out, err = run(capsys, "--quick", "--output", str(quick), "--human", "--only", "prefs",
+                         "--config", str(quick.parent / "human.toml"))
+    thread.join(timeout=10)
+    assert code == 0 and statuses(out) == {"prefs": "ran"} and f"http://127.0.0.1:{port}/" in err
+    prefs = json.loads((quick / "report.json").read_text())["stages"]["prefs"]  # the report of this config
+    assert prefs["summary"]["judge"] == "human (rating page)" and prefs["summary"]["pairs"] == len(rated) >= 1
+    assert len((quick / prefs["dir"] / "pairs.jsonl").read_text().splitlines()) == len(rated)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -36,9 +36,8 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
 
     graph = build_stages(opts.base)
     config = load_config(opts.config, opts.quick, {s.name for s in graph if s.trains})
-    if opts.human:
-        raise PipelineError("--human: the rating page is not wired into the pipeline in this version; "
-                            "run `gemmaforge rate serve` on the prefs stage's pairs, or drop --human")
+    if opts.human:  # a config key like any other, so human and AI pairs are cached apart
+        config["prefs"]["human"] = True
     todo, forced = plan(graph, opts.start, opts.only)
     _check_train_configs(graph, config)
     keys = stage_keys(graph, config, opts.base)

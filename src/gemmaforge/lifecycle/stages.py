@@ -203,6 +203,8 @@ def run_prefs(ctx: Context) -> dict[str, Any]:
     orders' probabilities, and counted."""
     run = ctx.config["run"]
     convs = chat_examples(run["prompts"], run["prompts"])
+    if ctx.section["human"]:
+        return _human_prefs(ctx, convs)
     prompts = _write_jsonl(ctx.out / "prompts.jsonl", [{"id": f"q{i}", "messages": c[:1]} for i, c in enumerate(convs)])
     summary = _judged(ctx, prompts, ctx.section["samples"], ctx.out / "judged")
     pairs, by_mean = [], 0
@@ -220,6 +222,22 @@ def run_prefs(ctx: Context) -> dict[str, Any]:
         raise PipelineError("prefs: the judge preferred neither sample of any prompt; raise run.prompts")
     _write_jsonl(ctx.out / "pairs.jsonl", pairs)
     return {**summary, "pairs": len(pairs), "decided_by_mean_probability": by_mean, "examples": pairs[:EXAMPLES]}
+
+
+def _human_prefs(ctx: Context, convs: list[list[dict]]) -> dict[str, Any]:
+    """`--human`: people rate the SFT model against the pre-trained one on the rating page."""
+    from .human import collect
+
+    run = ctx.config["run"]
+    models = [model_of(ctx, "sft"), model_of(ctx, "pretrain")]
+    rows = collect(ctx.out, convs, models, ctx.section["port"], run["max_new_tokens"], run["seed"])
+    _write_jsonl(ctx.out / "pairs.jsonl", [{"prompt": r["messages"] if "messages" in r else r["prompt"],
+                                            "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+    wins = sum(r["chosen_model"] == models[0] for r in rows)
+    return {"judge": "human (rating page)", "pairs": len(rows), "decided_by_mean_probability": 0,
+            "sft_win_rate": wins / len(rows), "raters": sorted({r["rater"] for r in rows}),
+            "examples": [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+                         for r in rows[:EXAMPLES]]}
 
 
 # -- reward model ----------------------------------------------------------------------------
@@ -287,7 +305,7 @@ def stages(base: str | None) -> list[Stage]:
         Stage("select", ("pretrain",), run_select_stage, ("selected.jsonl",)),
         Stage("safety", ("select",), run_safety, ("train.jsonl",)),
         Stage("sft", ("pretrain", "safety"), run_sft, ("model", *trained), trains=True),
-        Stage("prefs", ("sft",), run_prefs, ("pairs.jsonl",)),
+        Stage("prefs", ("pretrain", "sft"), run_prefs, ("pairs.jsonl",)),
         Stage("reward", ("sft", "prefs"), run_reward, trained, trains=True),
         Stage("rlhf", ("sft", "reward"), run_rlhf, ("model", *trained), trains=True),
         Stage("eval", ("pretrain", "sft", "rlhf"), run_eval_stage, ()),
