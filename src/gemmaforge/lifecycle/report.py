@@ -9,6 +9,7 @@ import html
 import io
 import json
 import platform
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,14 @@ pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em;max-height:12em;overflo
 img{max-width:100%}details{margin:.4em 0}.sample{max-width:28em;white-space:pre-wrap;font-size:12px}"""
 
 
+_STAGE_MODEL = re.compile(r"\S*/stages/(\w+)-[0-9a-f]+/model")
+
+
+def _short(name: str) -> str:
+    """A candidate named by its stage ("sft@temperature=1.0"), not by its directory."""
+    return _STAGE_MODEL.sub(r"\1", name)
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -130,7 +139,7 @@ def _stage_html(name: str, st: dict[str, Any]) -> str:
                          _table(["stage", "reason", "documents", "example"], drops))
     elif name in ("select", "prefs"):
         per = s.get("candidates") or s.get("per_candidate") or {}
-        rows = [[_e(c), v.get("games"), _num(v.get("win_rate")), _e([round(x, 2) for x in v.get("win_rate_ci95", [])]),
+        rows = [[_e(_short(c)), v.get("games"), _num(v.get("win_rate")), _e([round(x, 2) for x in v.get("win_rate_ci95", [])]),
                  v.get("selected")] for c, v in per.items()] if isinstance(per, dict) else []
         parts.append(f"<p>judge {_e(s.get('judge'))}: {s.get('pairs_judged')} pairs judged in both orders; "
                      f"tie rate {_num(s.get('tie_rate'))}, position-flip rate {_num(s.get('position_flip_rate'))}, "
@@ -159,7 +168,7 @@ def _stage_html(name: str, st: dict[str, Any]) -> str:
             if s.get(label):
                 rows.append([f"{label} mean reward", f"{s[label]['mean_reward']:.3f} ± {s[label]['stderr']:.3f} "
                              f"(n={s[label]['n']})"])
-        parts.append(_table(["", ""], rows))
+        parts.append(_table(["", "value"], rows))
     png = _curve_png(st["metrics"], name) if st["metrics"] else None
     if png:
         parts.append(f'<img alt="{_e(name)} curves" src="data:image/png;base64,{png}">')
@@ -175,7 +184,7 @@ def _eval_html(s: dict[str, Any] | None) -> str:
                                  else _num(v["value"]) for v in (s["results"][x][t][m] for x in models)]
             for t, m in metrics]
     out = _table(["metric (± standard error)", *models], rows)
-    srows = [[f"<div class=sample>{_e(p)}</div>"] + [f"<div class=sample>{_e(s['samples'][x][i])}</div>" for x in models]
+    srows = [[f"<div class=sample>{_e(p)}</div>"] + [f"<div class=sample>{_e(s['samples'][x][i]) or '<i>(empty reply)</i>'}</div>" for x in models]
              for i, p in enumerate(s["prompts"])]
     return out + "<h3>Samples (greedy, same prompts)</h3>" + _table(["prompt", *models], srows)
 
@@ -187,12 +196,13 @@ def render(report: dict[str, Any]) -> str:
     body = [f"<h1>gemmaforge pipeline{' --quick' if report['quick'] else ''}"
             f"{' --base ' + _e(report['base']) if report['base'] else ''}</h1>",
             "".join(f"<p class=note>{_e(n)}</p>" for n in report["notes"]),
-            "<h2>Stages</h2>", _table(["stage", "wall time (s)", "status"], times),
+            "<h2>Stages</h2>", _table(["stage", "wall time (s)", "status"], times + [[
+                "<b>total</b>", _num(sum(v["wall_s"] or 0 for v in st.values()), 1), ""]]),
             "<h2>Evaluation across stages</h2>", _eval_html(st.get("eval", {}).get("summary"))]
     for name, v in st.items():
         if name != "eval":
             body.append(f"<h2>{_e(name)}</h2>{_stage_html(name, v)}")
-    body.append("<h2>Versions</h2>" + _table(["", ""], [[_e(k), _e(v)] for k, v in report["versions"].items()]))
+    body.append("<h2>Versions</h2>" + _table(["package", "version"], [[_e(k), _e(v)] for k, v in report["versions"].items()]))
     body.append("<h2>Config</h2><pre>" + _e(json.dumps(report["config"], indent=1)) + "</pre>")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>gemmaforge pipeline report</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
