@@ -157,3 +157,10 @@ def test_tokenizer_file_gets_the_usual_permissions(corpus, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "tokenizer.model").stat().st_mode) == 0o644
+
+
+def test_a_single_file_needs_no_list(corpus, tmp_path):
+    listed = train_tokenizer([corpus[0]], 600, tmp_path / "a")
+    assert train_tokenizer(corpus[0], 600, tmp_path / "b").serialized_model_proto() == listed.serialized_model_proto()
+    assert train_tokenizer(str(corpus[0]), 600, tmp_path / "c").serialized_model_proto() == \
+        listed.serialized_model_proto()

@@ -286,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
     add_rate_arguments(p)
     p.set_defaults(run=rate_main)
+
+    from .serve.cli import add_serve_arguments, serve_main
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible HTTP server with continuous batching")
+    _add_model_args(p)
+    add_serve_arguments(p)
+    p.set_defaults(run=serve_main)
     return parser
 
 

@@ -64,7 +64,9 @@ def test_quality_classifier_learns_and_round_trips(prose, code_files, tmp_path):
     again = QualityClassifier.load(path)
     np.testing.assert_array_equal(again.predict_proba(texts[:5]), model.predict_proba(texts[:5]))
     verdicts = QualityFilter(model=str(path), threshold=0.5).apply([prose[0], code[0]])
-    assert verdicts[0] == prose[0] and verdicts[1] == Drop("low_quality")
+    assert verdicts[0] == prose[0] and verdicts[1].reason == "low_quality"
+    assert verdicts[1].detail.startswith("P(keep) 0.")
+    assert verdicts[1].detail.endswith(" < 0.5")
 
 
 def test_quality_inputs_fail_clearly(tmp_path):
@@ -103,7 +105,7 @@ def test_perplexity_filter_drops_gibberish(prose, byte_tokenizer):
     # batching and padding do not change a document's score
     alone = PerplexityFilter(batch_size=1, max_tokens=128, _model=model, _tokenizer=byte_tokenizer)
     np.testing.assert_allclose(alone.perplexities(prose[:3]), ppl[:3], rtol=1e-5)
-    assert f.apply([prose[0], gibberish]) == [prose[0], Drop("high_perplexity")]
+    assert f.apply([prose[0], gibberish]) == [prose[0], Drop("high_perplexity", f"{ppl[3]:.1f} > 30.0")]
 
 
 def unsafe_scores(texts):
@@ -114,15 +116,16 @@ def unsafe_scores(texts):
 def test_safety_blocklist_and_pluggable_classifier(prose, tmp_path):
     s = SafetyFilter(terms=["forbidden phrase"])
     assert s.apply([prose[0]]) == [prose[0]]
-    assert s.apply([prose[0] + " Watch free PORN here."]) == [Drop("blocklist")]
-    assert s.apply(["A forbidden phrase appears."]) == [Drop("blocklist")]
+    assert s.apply([prose[0] + " Watch free PORN here."]) == [Drop("blocklist", "1 >= 1 hits")]
+    assert s.apply(["A forbidden phrase appears."]) == [Drop("blocklist", "1 >= 1 hits")]
     assert s.apply(["Sussex and Essex are English counties, and pornographers is not a listed term."]) == \
         ["Sussex and Essex are English counties, and pornographers is not a listed term."]
     lst = tmp_path / "block.txt"
     lst.write_text("# comment\nspamword\n")
-    assert SafetyFilter(blocklist=str(lst)).apply(["buy spamword now", "porn"]) == [Drop("blocklist"), "porn"]
+    assert SafetyFilter(blocklist=str(lst)).apply(["buy spamword now", "porn"]) == \
+        [Drop("blocklist", "1 >= 1 hits"), "porn"]
     c = SafetyFilter(classifier=f"{__name__}:unsafe_scores")
-    assert c.apply(["a forbidden recipe", prose[1]]) == [Drop("classifier"), prose[1]]
+    assert c.apply(["a forbidden recipe", prose[1]]) == [Drop("classifier", "1.000 >= 0.5"), prose[1]]
     with pytest.raises(DataError, match="cannot import"):
         SafetyFilter(classifier="no_such_module_xyz:f")
 

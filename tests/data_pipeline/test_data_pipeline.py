@@ -23,6 +23,13 @@ def test_prepare_end_to_end(corpus, make_config, byte_tokenizer, prose, code_fil
     assert counts["safety"] == {"blocklist": 1}
     assert counts["decontam"] == {"eval_ngram_overlap": 1}
     assert counts["gopher_quality"]["too_few_words"] >= 1
+    # counts group by the stable code; each example names the rule and its measured value
+    short = [e for e in m.drops["gopher_quality"]["too_few_words"]["examples"] if e["id"].endswith("short.txt")]
+    assert short[0]["reason"] == "gopher_quality/too_few_words (4 < 50)"
+    assert m.drops["safety"]["blocklist"]["examples"][0]["reason"] == "safety/blocklist (1 >= 1 hits)"
+    assert m.drops["decontam"]["eval_ngram_overlap"]["examples"][0]["reason"] == \
+        "decontam/eval_ngram_overlap (2 >= 1 n-grams)"
+    assert m.drops["dedup"]["exact"]["examples"][0]["reason"] == "dedup/exact"
     assert m.contaminated == [{"id": m.contaminated[0]["id"], "ngrams": 2, "eval_items": ["hellaswag/2", "mmlu/7"]}]
     assert m.contaminated[0]["id"].startswith("more:") and m.contaminated[0]["id"].endswith(":11")
     assert m.drops["dedup"]["exact"]["examples"][0]["duplicate_of"].endswith("00.txt")

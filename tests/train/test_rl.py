@@ -19,7 +19,13 @@ from gemmaforge.train.lora import LoraSettings, apply_lora
 from gemmaforge.train.preference import token_logprobs
 from gemmaforge.train.rewards import RewardSpec, build_scorer
 from gemmaforge.train.rl import rlhf
-from gemmaforge.train.rl_objective import PolicyGradientObjective, grpo_advantages, kl_estimate, rloo_advantages
+from gemmaforge.train.rl_objective import (
+    PolicyGradientObjective,
+    gae,
+    grpo_advantages,
+    kl_estimate,
+    rloo_advantages,
+)
 from gemmaforge.train.rollouts import Prompt, Rollouts, RolloutSettings
 
 REWARD = '''
@@ -183,3 +189,42 @@ def test_a_reward_failing_mid_run_stops_after_a_checkpoint(tok, tmp_path):
     with pytest.raises(TrainError, match="the grader went away .*the 2 steps before it are saved"):
         rlhf(cfg.replace(out_dir=str(tmp_path / "o2")))  # no checkpoint due: one is written before stopping
     assert (tmp_path / "o2" / "checkpoints" / "step-00000002").is_dir()
+
+
+def test_reasoning_gym_reward_uses_the_generators_own_checker():
+    pytest.importorskip("reasoning_gym")
+    import reasoning_gym
+
+    from gemmaforge.train.rewards import extract_answer, reasoning_gym_score
+
+    entry = dict(reasoning_gym.create_dataset("basic_arithmetic", size=1, seed=3)[0])
+    meta = {"entry": entry, "dataset": "basic_arithmetic"}
+    assert reasoning_gym_score("q", f"Let me see. The answer is {entry['answer']}.", **meta) == 1.0
+    assert reasoning_gym_score("q", "The answer is 123456789.", **meta) == 0.0
+    assert extract_answer("work\nwork\n42") == "42" and extract_answer("Answer: -4.") == "-4"
+
+
+def test_gae_by_hand():
+    rewards = torch.tensor([[0.0, 0.0, 1.0, 0.0, 2.0, 0.0]])
+    values = torch.tensor([[9.0, 0.5, 0.2, 9.0, 0.4, 9.0]])
+    mask = torch.tensor([[False, True, True, False, True, False]])  # completion at 1, 2 and 4 (padding between)
+    adv, ret = gae(rewards, values, mask, gamma=0.9, lam=0.5)
+    d4 = 2.0 - 0.4
+    d2 = 1.0 + 0.9 * 0.4 - 0.2
+    d1 = 0.0 + 0.9 * 0.2 - 0.5
+    a4, a2 = d4, d2 + 0.45 * d4
+    a1 = d1 + 0.45 * a2
+    assert torch.allclose(adv, torch.tensor([[0.0, a1, a2, 0.0, a4, 0.0]]))
+    assert torch.allclose(ret, torch.tensor([[0.0, a1 + 0.5, a2 + 0.2, 0.0, a4 + 0.4, 0.0]]))
+
+
+def test_ppo_trains_a_value_head_and_exports_a_plain_policy(tok, tmp_path):
+    gf.save_model(tiny_model(seed=5), tmp_path / "base", tokenizer=tok)
+    summary = rlhf(rl_config(tmp_path, tmp_path / "ppo", algorithm="ppo", kl_in_loss=False, epochs=1))
+    rows = [r for r in metrics(tmp_path / "ppo") if "loss" in r]
+    assert summary["steps"] == 4 and all("value_loss" in r for r in rows)
+    from gemmaforge.train.trained import load_trained
+
+    module = load_trained(tmp_path / "ppo" / "checkpoints" / "step-00000004")
+    assert type(module).__name__ == "PolicyWithValue" and module.value_head.weight.abs().sum() > 0  # it learned
+    assert gf.load_model(tmp_path / "ppo" / "model").config.vocab_size == tok.vocab_size

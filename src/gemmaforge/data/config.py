@@ -168,8 +168,7 @@ def default_config(output: str, tokenizer: str, **overrides) -> DataConfig:
         "filters": [
             {"name": "gopher_quality", "kinds": ["web"]},
             {"name": "gopher_repetition", "kinds": ["web"]},  # formal maths repeats by nature
-            # The excerpts are ~5-sentence windows cut mid-sentence: ask for 3 whole sentences.
-            {"name": "c4", "sources": ["openwebtext"], "min_sentences": 3},
+            {"name": "c4", "sources": ["openwebtext"]},  # the paper's 3 sentences, 5 words per line
             {"name": "safety", "kinds": ["web"]},
         ],
         "mixture": {"web": 0.6, "code": 0.25, "maths": 0.15},

@@ -32,11 +32,13 @@ class DropLog:
     counts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     by_kind: dict[str, Counter[str]] = field(default_factory=dict)  # kind -> "stage/reason" -> count
 
-    def add(self, stage: str, reason: str, doc: Document, **detail: Any) -> None:
+    def add(self, stage: str, reason: str, doc: Document, detail: str = "", **extra: Any) -> None:
+        """Count a drop under its stable `reason` code; an example also says `stage/reason (detail)`."""
         entry = self.counts.setdefault(stage, {}).setdefault(reason, {"count": 0, "examples": []})
         entry["count"] += 1
         if len(entry["examples"]) < self.examples:
-            entry["examples"].append({"id": doc.id, "text": doc.text[:SNIPPET], **detail})
+            why = f"{stage}/{reason}" + (f" ({detail})" if detail else "")
+            entry["examples"].append({"id": doc.id, "reason": why, "text": doc.text[:SNIPPET], **extra})
         self.by_kind.setdefault(doc.kind, Counter())[f"{stage}/{reason}"] += 1
 
     def summary(self) -> str:

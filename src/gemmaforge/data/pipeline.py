@@ -57,7 +57,7 @@ class _Analyzer:
 @dataclass
 class _Result:
     text: str | None = None  # set only when a filter edited the text
-    drop: tuple[str, str] | None = None  # (stage, reason)
+    drop: tuple[str, str, str] | None = None  # (stage, reason code, measured value vs threshold)
     eval_items: list[str] = field(default_factory=list)
     eval_ngrams: int = 0
     exact: bytes | None = None
@@ -66,13 +66,13 @@ class _Result:
 
 def _analyze(ctx: _Analyzer, docs: list[Document]) -> list[_Result]:
     texts = [d.text for d in docs]
-    res = [_Result(drop=None if d.text.strip() else ("input", "empty")) for d in docs]
+    res = [_Result(drop=None if d.text.strip() else ("input", "empty", "")) for d in docs]
     for f in ctx.filters:
         todo = [i for i, d in enumerate(docs) if res[i].drop is None and f.applies_to(d.source, d.kind)]
         if todo:
             for i, verdict in zip(todo, f.filter.apply([texts[i] for i in todo])):
                 if isinstance(verdict, Drop):
-                    res[i].drop = (f.name, verdict.reason)
+                    res[i].drop = (f.name, verdict.reason, verdict.detail)
                 else:
                     texts[i] = verdict
     for i, (d, r) in enumerate(zip(docs, res)):
@@ -83,7 +83,7 @@ def _analyze(ctx: _Analyzer, docs: list[Document]) -> list[_Result]:
         if ctx.eval_ngrams is not None:
             r.eval_ngrams, r.eval_items = ctx.eval_ngrams.matches(texts[i])
             if r.eval_ngrams >= ctx.min_matches:
-                r.drop = ("decontam", "eval_ngram_overlap")
+                r.drop = ("decontam", "eval_ngram_overlap", f"{r.eval_ngrams} >= {ctx.min_matches} n-grams")
                 continue
         if ctx.exact:
             r.exact = exact_key(texts[i])
@@ -217,8 +217,9 @@ def _run(config: DataConfig, tmp: Path, docs: list[Document], eval_ngrams: EvalN
         if r.text is not None:
             doc.text = r.text
         if r.drop:
-            detail = {"eval_items": r.eval_items} if r.drop[0] == "decontam" else {}
-            log.add(*r.drop, doc, **detail)
+            stage, reason, why = r.drop
+            detail = {"eval_items": r.eval_items} if stage == "decontam" else {}
+            log.add(stage, reason, doc, why, **detail)
             if detail:
                 contaminated.append({"id": doc.id, "ngrams": r.eval_ngrams, "eval_items": r.eval_items})
     alive = [i for i, r in enumerate(results) if r.drop is None]

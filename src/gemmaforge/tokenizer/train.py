@@ -55,7 +55,10 @@ def train_tokenizer(texts: Iterable[str | os.PathLike], vocab_size: int, output_
     one-word string that looks like a file name ("corpus.txt", "data/x") but names no file is an
     error, not a document. SentencePiece keeps at most `input_sentence_size` lines (a uniform sample
     when there are more) -- that bounds the memory, roughly that many times the average line
-    length. The same input gives the same model. `output_dir` is created before training starts."""
+    length. The same input gives the same model. `output_dir` is created before training starts.
+    A single file (`Path` or string) may be passed without a list around it."""
+    if isinstance(texts, (str, os.PathLike)):  # one file or document, not an iterable of characters
+        texts = [texts]
     if family not in _FAMILY_EXTRAS:
         raise InputError(f"family must be 1, 2 or 3, got {family!r}")
     if num_reserved < 0:

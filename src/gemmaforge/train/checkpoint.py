@@ -72,15 +72,16 @@ def _full_options(info: DistInfo) -> StateDictOptions:
 def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaConfig,
                     optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int,
                     info: DistInfo, sharded: bool = False, record: dict[str, Any] | None = None,
-                    keys: set[str] | None = None) -> Path:
+                    keys: set[str] | None = None, tokenizer: Any = None) -> Path:
     """Collective: every rank calls it. Returns the checkpoint directory. A write that fails (a
     full disk) leaves the older checkpoints as they were and raises one TrainError line.
     `record` describes a module other than a plain Gemma (module.json); `keys`, when given, are
-    the only model tensors saved (the trainable ones)."""
+    the only model tensors saved (the trainable ones); a `tokenizer` is written beside the
+    weights, so the checkpoint works as `--model` for generate, chat, eval and convert."""
     tmp = directory / f".tmp-{step_dir(directory, step).name}"
     try:
         return _save(directory, tmp, step, model, config, optimizer, scheduler, meta, keep, info, sharded,
-                     record, keys)
+                     record, keys, tokenizer)
     except (TrainError, OSError) as e:
         if info.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -91,7 +92,7 @@ def save_checkpoint(directory: Path, step: int, model: nn.Module, config: GemmaC
 
 def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: GemmaConfig,
           optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any], keep: int, info: DistInfo,
-          sharded: bool, record: dict[str, Any] | None, keys: set[str] | None) -> Path:
+          sharded: bool, record: dict[str, Any] | None, keys: set[str] | None, tokenizer: Any) -> Path:
     if not sharded:
         model_state = _only(get_model_state_dict(model, options=_full_options(info)), keys)
         optim_state = get_optimizer_state_dict(model, optimizer, options=_full_options(info))
@@ -110,6 +111,8 @@ def _save(directory: Path, tmp: Path, step: int, model: nn.Module, config: Gemma
             raise _write_error(tmp / SHARDED, e) from None
     if info.is_main:
         _write(tmp / "config.json", lambda text, p: p.write_text(text), config.to_json())
+        if tokenizer is not None:
+            _write(tmp / "tokenizer.model", lambda tok, p: tok.save(p.parent), tokenizer)
         if not is_plain(record):
             _write(tmp / MODULE_FILE, lambda m, p: p.write_text(json.dumps(m, indent=2)), record)
         if sharded:

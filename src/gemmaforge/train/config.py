@@ -147,7 +147,7 @@ class RewardSection:
 @dataclass(frozen=True)
 class RLSection:
     """Policy optimisation against a reward (train/rl.py, docs/rlhf.md)."""
-    algorithm: Literal["rloo", "grpo"] = "rloo"
+    algorithm: Literal["rloo", "grpo", "ppo"] = "rloo"
     prompts: str = ""  # JSONL of {"prompt": …, meta…}, or "reasoning_gym:NAME" (a generator's questions)
     prompts_size: int = 500  # questions drawn from a reasoning-gym generator
     held_out: int = 50  # of those, kept for evaluation (never trained on)
@@ -161,6 +161,7 @@ class RLSection:
     kl_estimator: Literal["k1", "k3"] = "k1"
     kl_in_loss: bool = False  # False: -kl_coef * KL joins the reward; True: a loss term (GRPO's way)
     no_eos_penalty: float = 0.0  # subtracted from the reward of a reply that never ends
+    vf_coef: float = 0.1  # PPO: weight of the value loss
     rewards: list[RewardSection] = field(default_factory=list)
 
 

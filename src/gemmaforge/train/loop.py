@@ -72,11 +72,12 @@ class Trainer:
     and, with a reference to the base they came from, out of the checkpoints."""
 
     def __init__(self, model: nn.Module, objective: Objective, data: StepData, config: TrainConfig,
-                 info: DistInfo, validation: Validation | None = None) -> None:
+                 info: DistInfo, validation: Validation | None = None, tokenizer: Any = None) -> None:
         check_objective(objective)
         self.on_policy = check_step_data(data)
         self.config, self.info, self.objective, self.data = config, info, objective, data
         self.validation = validation
+        self.tokenizer = tokenizer  # written into every checkpoint
         self.gemma_config = backbone(model).config
         self.n_params = sum(p.numel() for p in model.parameters())
         self.trainable = trainable_names(model)
@@ -179,7 +180,7 @@ class Trainer:
         return save_checkpoint(self.ckpt_dir, done, self.model, self.gemma_config, self.optimizer,
                                self.scheduler, meta, self.config.checkpoint.keep, self.info,
                                sharded=self.config.checkpoint.format == "sharded", record=self.record,
-                               keys=self.saved_keys)
+                               keys=self.saved_keys, tokenizer=self.tokenizer)
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, info = self.config, self.info

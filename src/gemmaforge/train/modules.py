@@ -72,7 +72,37 @@ class ModelWithHead(nn.Module):
         return cls(gemma, **config)
 
 
-WRAPPERS: dict[str, Any] = {ModelWithHead.kind: ModelWithHead}
+class PolicyWithValue(nn.Module):
+    """PPO's actor-critic on one trunk: the Gemma as the policy, plus a linear value head on every
+    position's final hidden state. `model(ids, attention_mask, logits_at="none")` gives the hidden
+    states like the Gemma; with `with_values=True` also the values [B, T] (one forward, so DDP sees
+    the head used)."""
+
+    kind: ClassVar[str] = "policy_value"
+
+    def __init__(self, gemma: Gemma) -> None:
+        super().__init__()
+        self.gemma = gemma
+        self.value_head = nn.Linear(gemma.config.d_model, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.value_head.to(gemma.embed.weight.device, gemma.dtype)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_at: str = "none",
+                with_values: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.gemma(input_ids, attention_mask=attention_mask, logits_at="none")
+        out = hidden if logits_at == "none" else self.gemma.logits(hidden)
+        return (out, self.value_head(hidden)[..., 0].float()) if with_values else out
+
+    def module_config(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(cls, gemma: Gemma, config: dict[str, Any]) -> PolicyWithValue:
+        return cls(gemma)
+
+
+WRAPPERS: dict[str, Any] = {ModelWithHead.kind: ModelWithHead, PolicyWithValue.kind: PolicyWithValue}
 
 
 def register_wrapper(cls: Any) -> Any:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,13 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import GemmaForgeError
 from ..util.argtypes import POSITIVE
 from ..weights.sources import CHECKPOINTS, step_dirs
 from .config import TrainConfig
 from .data import StepBatches, eval_batches
 from .distributed import DistInfo, init_distributed, shutdown
-from .errors import Interrupted, TrainError
+from .errors import TrainError
+from .launch import add_run_arguments, run_verb, training_tokenizer
 from .loop import Trainer
 from .modules import ModelWithHead, backbone
 from .preference import DpoObjective, RewardObjective, reference_logprobs
@@ -40,19 +38,6 @@ from .sft import export
 from .sft_data import Rows
 from .trained import load_trained
 from .validation import LossValidation
-
-
-def _tokenizer(config: TrainConfig) -> Any:
-    from ..tokenizer import load_tokenizer
-
-    source = config.data.tokenizer or config.model.init_from
-    if source is None:
-        raise TrainError("data.tokenizer: preference training needs the tokenizer of the chat format; "
-                         "set it or model.init_from")
-    try:
-        return load_tokenizer(source)
-    except GemmaForgeError as e:
-        raise TrainError(f"data.tokenizer: {e}") from None
 
 
 def _items(config: TrainConfig, tok: Any) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
@@ -78,7 +63,7 @@ def _run(config: TrainConfig, resume: bool, kind: str,
     info = init_distributed(config.train.device)
     try:
         started = time.perf_counter()
-        tok = _tokenizer(config)
+        tok = training_tokenizer(config, required_by=f"{kind} training")
         train_items, val_items, data_info = _items(config, tok)
         t = config.train
         if len(train_items) < t.global_batch:
@@ -95,7 +80,7 @@ def _run(config: TrainConfig, resume: bool, kind: str,
             objective, eval_batches(Rows(val_items), len(val_items), t.micro_batch, info.rank, info.world_size),
             info.device)
         out = Path(config.out_dir)
-        trainer = Trainer(model, objective, data, config, info, validation)
+        trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
         if info.is_main:
             tok.save(out)  # the run carries its tokenizer: `--model RUN` works for scoring and chat
         result = trainer.fit(resume)
@@ -175,18 +160,11 @@ def score(reward_model: nn.Module, tok: Any, prompts: Sequence[str | list[dict]]
 
 
 # -- command line ----------------------------------------------------------------------------
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config (docs/preference.md)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads per process")
-
-
 def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="reward_verb", required=True)
     t = sub.add_parser("train", help="train a Bradley–Terry reward model on preference pairs")
-    _add_run_arguments(t)
-    t.set_defaults(reward_func=_reward_train_main)
+    add_run_arguments(t, docs="docs/preference.md")
+    t.set_defaults(reward_func=lambda args: run_verb(args, reward_train, "reward train"))
     s = sub.add_parser("score", help="score prompt/response JSONL with a trained reward model")
     s.add_argument("--model", required=True, help="a reward run directory or checkpoint")
     s.add_argument("--input", required=True, help='JSONL lines {"prompt": …, "response": …}')
@@ -197,25 +175,6 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
 
 def reward_main(args: argparse.Namespace) -> int:
     return args.reward_func(args)
-
-
-def _train_main(args: argparse.Namespace, run: Callable[[TrainConfig, bool], dict], verb: str) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    try:
-        summary = run(TrainConfig.load(args.config), args.resume)
-    except Interrupted as e:
-        if main_rank:
-            print(f"gemmaforge {verb}: {e}", file=sys.stderr)
-        return 130
-    if main_rank:
-        print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _reward_train_main(args: argparse.Namespace) -> int:
-    return _train_main(args, reward_train, "reward train")
 
 
 def _reward_score_main(args: argparse.Namespace) -> int:
@@ -236,8 +195,8 @@ def _reward_score_main(args: argparse.Namespace) -> int:
 
 
 def add_dpo_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_run_arguments(parser)
+    add_run_arguments(parser, docs="docs/preference.md")
 
 
 def dpo_main(args: argparse.Namespace) -> int:
-    return _train_main(args, dpo, "dpo")
+    return run_verb(args, dpo, "dpo")

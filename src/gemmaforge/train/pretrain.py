@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,12 +19,13 @@ from torch import nn
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
-from ..util.argtypes import POSITIVE
+from ..util.argtypes import INTEGER, POSITIVE
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
 from .distributed import DistInfo, init_distributed, shutdown
-from .errors import Interrupted, TrainError
+from .errors import TrainError
+from .launch import add_run_arguments, module_main, run_verb, training_tokenizer
 from .loop import Trainer
 from .lora import LoraSettings, apply_lora
 from .modules import freeze
@@ -94,7 +94,7 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
     objective = NextTokenObjective(t.loss_chunk)
     validation = LossValidation(objective, eval_batches(val, config.eval.blocks, t.micro_batch, info.rank,
                                                         info.world_size), info.device) if val else None
-    trainer = Trainer(model, objective, data, config, info, validation)
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=training_tokenizer(config))
     result = trainer.fit(resume)
     out = Path(config.out_dir)
     if result.tokens == 0 and (out / "summary.json").exists():  # a no-op --resume keeps the run's record
@@ -114,41 +114,38 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=True, metavar="FILE", help="TOML training config")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
-                        help="torch threads per process (default: torch's choice; fewer on a busy machine)")
+    add_run_arguments(parser)
+    over = parser.add_argument_group("overrides of the config's fields")
+    over.add_argument("--max-steps", type=POSITIVE, metavar="N", help="train.max_steps")
+    over.add_argument("--out-dir", metavar="DIR", help="out_dir")
+    over.add_argument("--train-data", metavar="PATH", help="data.train")
+    over.add_argument("--val-data", metavar="PATH", help="data.val")
+    over.add_argument("--seed", type=INTEGER, help="train.seed")
+    over.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                      help="train.compile (--no-compile skips the minute of compilation a short run never repays)")
     return parser
+
+
+def config_with_overrides(args: argparse.Namespace) -> TrainConfig:
+    """The config file with the command line's overrides applied (and validated again)."""
+    config = TrainConfig.load(args.config)
+    changes = {"train": {"max_steps": args.max_steps, "seed": args.seed, "compile": args.compile},
+               "data": {"train": args.train_data, "val": args.val_data}}
+    sections = {k: {f: v for f, v in fields.items() if v is not None} for k, fields in changes.items()}
+    sections = {k: v for k, v in sections.items() if v}
+    if args.out_dir is not None:
+        sections["out_dir"] = args.out_dir
+    return config.replace(**sections) if sections else config
 
 
 def pretrain_main(args: argparse.Namespace) -> int:
     """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input. Ctrl-C or
     SIGTERM stops at the next step boundary with a checkpoint, and exits 130."""
-    if args.threads is not None:
-        if args.threads < 1:
-            raise TrainError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    try:
-        summary = pretrain(TrainConfig.load(args.config), resume=args.resume)
-    except Interrupted as e:
-        if main_rank:
-            print(f"gemmaforge pretrain: {e}", file=sys.stderr)
-        return 130
-    if main_rank:
-        print(json.dumps(summary, indent=2))
-    return 0
+    return run_verb(args, pretrain, "pretrain", config_with_overrides(args))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = add_pretrain_arguments(argparse.ArgumentParser(prog="gemmaforge pretrain", description=__doc__)
-                                  ).parse_args(argv)
-    try:
-        return pretrain_main(args)
-    except GemmaForgeError as e:
-        print(f"gemmaforge pretrain: error: {e}", file=sys.stderr)
-        return 2
+    return module_main(argv, add_pretrain_arguments, pretrain_main, "pretrain", __doc__)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`gemmaforge rlhf --config FILE`: optimise a policy against a reward (RLOO or GRPO) with rollouts
+"""`gemmaforge rlhf --config FILE`: optimise a policy against a reward (RLOO, GRPO or PPO) with rollouts
 from gemmaforge's own batched KV-cache engine, on the same Trainer as every other objective
 (checkpoints, resume after kill -9, metrics and plots, torchrun). See docs/rlhf.md.
 
@@ -14,24 +14,21 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import GemmaForgeError
 from ..inference.generate import generate
-from ..util.argtypes import POSITIVE
 from ..util.jsonl import read_jsonl
 from .config import TrainConfig
 from .distributed import init_distributed, shutdown
-from .errors import Interrupted, TrainError
+from .errors import TrainError
+from .launch import add_run_arguments, run_verb, training_tokenizer
 from .loop import Trainer
 from .lora import lora_layers
-from .modules import backbone
+from .modules import PolicyWithValue, backbone
 from .pretrain import initial_model
 from .rewards import RewardSpec, build_scorer, total_rewards
 from .rl_objective import PolicyGradientObjective
@@ -89,8 +86,6 @@ def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers,
 
 def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or continue) the RL `config` describes; return its summary (`<out_dir>/summary.json`)."""
-    from ..tokenizer import load_tokenizer
-
     info = init_distributed(config.train.device)
     try:
         started = time.perf_counter()
@@ -98,26 +93,21 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if not r.rewards:
             raise TrainError("rl.rewards: give at least one [[rl.rewards]] table (kind = function, reasoning_gym "
                              "or reward_model)")
-        source = config.data.tokenizer or config.model.init_from
-        if source is None:
-            raise TrainError("data.tokenizer: RL needs the policy's tokenizer; set it or model.init_from")
-        try:
-            tok = load_tokenizer(source)
-        except GemmaForgeError as e:
-            raise TrainError(f"data.tokenizer: {e}") from None
+        tok = training_tokenizer(config, required_by="RL")
         specs = [RewardSpec(s.kind, s.weight, s.target, s.name) for s in r.rewards]
         scorers = [build_scorer(s, tok) for s in specs]
         train_prompts, held = load_prompts(config)
-        policy = initial_model(config, info)
-        reference = None if lora_layers(policy) else copy.deepcopy(policy).requires_grad_(False).eval()
+        gemma = initial_model(config, info)
+        reference = None if lora_layers(gemma) else copy.deepcopy(gemma).requires_grad_(False).eval()
+        policy = PolicyWithValue(gemma) if r.algorithm == "ppo" else gemma
         settings = RolloutSettings(r.algorithm, r.prompts_per_step, r.k, r.max_new_tokens, r.temperature,
                                    t.micro_batch, r.epochs, r.kl_coef, r.kl_in_loss, r.kl_estimator,
                                    r.no_eos_penalty, t.seed)
         data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
-        data.check_room(train_prompts + held, policy.config.max_seq_len)
-        objective = PolicyGradientObjective(r.clip, r.kl_coef, r.kl_in_loss, r.kl_estimator)
+        data.check_room(train_prompts + held, gemma.config.max_seq_len)
+        objective = PolicyGradientObjective(r.clip, r.kl_coef, r.kl_in_loss, r.kl_estimator, r.vf_coef)
         out = Path(config.out_dir)
-        trainer = Trainer(policy, objective, data, config, info)
+        trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
         before = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens) if held and not resume else None
         if info.is_main:
             tok.save(out)
@@ -136,28 +126,16 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def add_rlhf_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE",
-                        help="TOML config with an [rl] section (docs/rlhf.md)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads per process")
+    add_run_arguments(parser, docs="docs/rlhf.md")
+
+
+def _show(summary: dict[str, Any]) -> None:
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("held_out_before", "held_out_after")}, indent=2))
+    for label in ("held_out_before", "held_out_after"):
+        if summary.get(label):
+            print(f"{label}: mean reward {summary[label]['mean_reward']:.3f} ± {summary[label]['stderr']:.3f} "
+                  f"over {summary[label]['n']} prompts")
 
 
 def rlhf_main(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    try:
-        summary = rlhf(TrainConfig.load(args.config), args.resume)
-    except Interrupted as e:
-        if main_rank:
-            print(f"gemmaforge rlhf: {e}", file=sys.stderr)
-        return 130
-    if main_rank:
-        brief = {k: v for k, v in summary.items() if k not in ("held_out_before", "held_out_after")}
-        print(json.dumps(brief, indent=2))
-        for label in ("held_out_before", "held_out_after"):
-            if summary.get(label):
-                print(f"{label}: mean reward {summary[label]['mean_reward']:.3f} ± {summary[label]['stderr']:.3f} "
-                      f"over {summary[label]['n']} prompts")
-    return 0
+    return run_verb(args, rlhf, "rlhf", show=_show)

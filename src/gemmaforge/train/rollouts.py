@@ -28,7 +28,7 @@ from .lora import adapters_disabled, lora_layers
 from .modules import backbone
 from .preference import token_logprobs
 from .rewards import RewardSpec, Scorer, total_rewards
-from .rl_objective import grpo_advantages, kl_estimate, rloo_advantages
+from .rl_objective import gae, grpo_advantages, kl_estimate, rloo_advantages
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Prompt:
 
 @dataclass(frozen=True)
 class RolloutSettings:
-    algorithm: str  # "rloo" | "grpo"
+    algorithm: str  # "rloo" | "grpo" | "ppo"
     prompts_per_step: int
     k: int
     max_new_tokens: int
@@ -119,10 +119,15 @@ class Rollouts:
         batch = self._pack([rendered[i // k] for i in range(len(samples))], samples, dec.logprobs)
         with torch.no_grad():
             ref = self._reference_logprobs(model, batch)
-        kl = (kl_estimate(batch["old_logp"], ref, self.s.kl_estimator) * batch["completion"]).sum(1)
-        shaped = score if self.s.kl_in_loss else score - self.kl_coef * kl
-        grouped = shaped.view(len(prompts), k)
-        adv = (rloo_advantages if self.s.algorithm == "rloo" else grpo_advantages)(grouped).reshape(-1)
+        per_token_kl = kl_estimate(batch["old_logp"], ref, self.s.kl_estimator) * batch["completion"]
+        kl = per_token_kl.sum(1)
+        if self.s.algorithm == "ppo":
+            batch.update(self._ppo_targets(model, batch, score, per_token_kl))
+            adv = batch.pop("advantage")
+        else:
+            shaped = score if self.s.kl_in_loss else score - self.kl_coef * kl
+            grouped = shaped.view(len(prompts), k)
+            adv = (rloo_advantages if self.s.algorithm == "rloo" else grpo_advantages)(grouped).reshape(-1)
         generated = sum(len(s) for s in samples)
         metrics = {"rollout/reward": float(torch.tensor(rewards).mean()), **parts,
                    "rollout/kl": float(kl.mean()), "rollout/length": generated / len(samples),
@@ -134,6 +139,30 @@ class Rollouts:
         return [{**{name: t[i:i + self.s.micro_batch] for name, t in batch.items()},
                  **{name: torch.tensor(v) for name, v in metrics.items()}}
                 for i in range(0, len(samples), self.s.micro_batch)]
+
+    @torch.no_grad()
+    def _ppo_targets(self, model: nn.Module, batch: dict[str, torch.Tensor], score: torch.Tensor,
+                     per_token_kl: torch.Tensor) -> dict[str, torch.Tensor]:
+        """PPO's per-token targets: rewards −β·KL at every completion token plus the score at the
+        last one, the critic's values before the update, GAE advantages (whitened over the step's
+        completion tokens) and returns."""
+        device = backbone(model).embed.weight.device
+        was = model.training
+        model.eval()
+        values = []
+        for i in range(0, len(batch["ids"]), self.s.micro_batch):
+            part = {k: v[i:i + self.s.micro_batch].to(device) for k, v in batch.items()}
+            values.append(model(part["ids"], attention_mask=part["attention"], with_values=True)[1].cpu())
+        model.train(was)
+        completion = batch["completion"].bool()
+        old_values = torch.cat(values) * completion
+        rewards = -self.kl_coef * per_token_kl
+        last = completion.long().cumsum(1).argmax(1)  # each row's last completion position
+        rewards[torch.arange(len(score)), last] += score
+        advantages, returns = gae(rewards, old_values, completion)
+        picked = advantages[completion]
+        advantages = (advantages - picked.mean()) / (picked.std() + 1e-8) * completion
+        return {"old_values": old_values, "returns": returns, "advantage": advantages}
 
     @staticmethod
     def _pack(prompts: list[list[int]], samples: list[list[int]], logprobs: list[list[float]]) -> dict:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,12 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import GemmaForgeError
-from ..util.argtypes import POSITIVE
 from .config import TrainConfig
 from .data import StepBatches, eval_batches
 from .distributed import DistInfo, init_distributed, shutdown
-from .errors import Interrupted, TrainError
+from .errors import TrainError
+from .launch import add_run_arguments, module_main, run_verb, training_tokenizer
 from .loop import Trainer
 from .losses import IGNORE_INDEX, chunked_cross_entropy
 from .modules import backbone
@@ -77,17 +75,9 @@ def sft(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def _sft(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
-    from ..tokenizer import load_tokenizer
-
     started = time.perf_counter()
     d, t = config.data, config.train
-    source = d.tokenizer or config.model.init_from
-    if source is None:
-        raise TrainError("data.tokenizer: SFT needs a tokenizer for the chat format; set it or model.init_from")
-    try:
-        tok = load_tokenizer(source)
-    except GemmaForgeError as e:
-        raise TrainError(f"data.tokenizer: {e}") from None
+    tok = training_tokenizer(config, required_by="SFT")
     train_file, val_file = data_files(config)
     rows, stats = pack(read_examples(train_file, tok), d.seq_len, d.pack, d.seed)
     val_rows = pack(read_examples(val_file, tok), d.seq_len, d.pack, d.seed)[0] if val_file else None
@@ -104,7 +94,7 @@ def _sft(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
     if val_rows is not None:
         validation = LossValidation(objective, eval_batches(Rows(val_rows), config.eval.blocks, t.micro_batch,
                                                             info.rank, info.world_size), info.device)
-    trainer = Trainer(model, objective, data, config, info, validation)
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
     result = trainer.fit(resume)
     out = Path(config.out_dir)
     summary = {"out_dir": config.out_dir, "train_file": str(train_file), "parameters": trainer.n_params,
@@ -131,37 +121,17 @@ def export(checkpoint: Path, directory: Path, tok: Any, hf: bool = False) -> Pat
 
 
 def add_sft_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", metavar="FILE", help="TOML training config (see docs/sft.md)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
-    parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads per process")
-    return parser
+    return add_run_arguments(parser, config_required=False, docs="docs/sft.md")
 
 
 def sft_main(args: argparse.Namespace) -> int:
     if args.config is None:
         raise TrainError("give --config FILE to train, or a step before it: gemmaforge sft select --help")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    try:
-        summary = sft(TrainConfig.load(args.config), resume=args.resume)
-    except Interrupted as e:
-        if main_rank:
-            print(f"gemmaforge sft: {e}", file=sys.stderr)
-        return 130
-    if main_rank:
-        print(json.dumps(summary, indent=2))
-    return 0
+    return run_verb(args, sft, "sft")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = add_sft_arguments(argparse.ArgumentParser(prog="gemmaforge sft", description=__doc__)).parse_args(argv)
-    try:
-        return sft_main(args)
-    except GemmaForgeError as e:
-        print(f"gemmaforge sft: error: {e}", file=sys.stderr)
-        return 2
+    return module_main(argv, add_sft_arguments, sft_main, "sft", __doc__)
 
 
 if __name__ == "__main__":

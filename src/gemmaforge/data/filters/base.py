@@ -9,9 +9,18 @@ from typing import ClassVar, Protocol
 
 @dataclass(frozen=True)
 class Drop:
-    """A filter's verdict to remove a document; `reason` is a short code counted in the manifest."""
+    """A filter's verdict to remove a document.
+
+    `reason` is a stable code (the manifest counts drops by it); `detail` is the measured value against
+    the threshold, e.g. `Drop("too_few_sentences", "2 < 3")`, shown with each example so a user can see
+    why that document went.
+    """
 
     reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
 
 
 Verdict = str | Drop  # the (possibly edited) text, or why it goes

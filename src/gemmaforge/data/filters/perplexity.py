@@ -92,9 +92,9 @@ class PerplexityFilter:
             if math.isnan(ppl):
                 out.append(t)
             elif ppl > self.max_perplexity:
-                out.append(Drop("high_perplexity"))
+                out.append(Drop("high_perplexity", f"{ppl:.1f} > {self.max_perplexity}"))
             elif ppl < self.min_perplexity:
-                out.append(Drop("low_perplexity"))
+                out.append(Drop("low_perplexity", f"{ppl:.1f} < {self.min_perplexity}"))
             else:
                 out.append(t)
         return out

@@ -134,4 +134,5 @@ class QualityFilter:
 
     def apply(self, texts: Sequence[str]) -> list[Verdict]:
         probs = self._classifier.predict_proba(texts)
-        return [t if p >= self.threshold else Drop("low_quality") for t, p in zip(texts, probs)]
+        return [t if p >= self.threshold else Drop("low_quality", f"P(keep) {p:.3f} < {self.threshold}")
+                for t, p in zip(texts, probs)]

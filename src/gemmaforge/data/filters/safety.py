@@ -69,7 +69,8 @@ class SafetyFilter:
         return len(self._pattern.findall(text.lower())) if self._pattern else 0
 
     def apply(self, texts: Sequence[str]) -> list[Verdict]:
-        out: list[Verdict] = [Drop("blocklist") if self.hits(t) >= self.min_hits else t for t in texts]
+        out: list[Verdict] = [Drop("blocklist", f"{n} >= {self.min_hits} hits") if (n := self.hits(t)) >= self.min_hits
+                              else t for t in texts]
         if self._classify is not None:
             todo = [i for i, v in enumerate(out) if isinstance(v, str)]
             scores = list(self._classify([texts[i] for i in todo]))
@@ -77,5 +78,5 @@ class SafetyFilter:
                 raise DataError(f"safety classifier returned {len(scores)} scores for {len(todo)} texts")
             for i, s in zip(todo, scores):
                 if s >= self.threshold:
-                    out[i] = Drop("classifier")
+                    out[i] = Drop("classifier", f"{s:.3f} >= {self.threshold}")
         return out
