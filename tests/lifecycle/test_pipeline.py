@@ -62,6 +62,9 @@ def test_quick_runs_every_stage_and_reports(quick):
     assert "data:image/png;base64," in html and "position-biased" in html
     assert "src=\"http" not in html and "href=\"http" not in html and "<script" not in html
     assert json.loads((quick / RUN_FILE).read_text())["layout"] == LAYOUT_VERSION
+    assert (quick / "model").resolve() == (quick / st["rlhf"]["dir"] / "model").resolve()  # what chat loads
+    code = main(["generate", "--model", str(quick / "model"), "--max-new-tokens", "2", "Hi"])
+    assert code == 0
 
 
 def test_rerun_skips_finished_stages(quick, capsys):

@@ -55,6 +55,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     finally:
         bar.close()
     _write_state(opts.output, graph, dirs, keys, config, opts)
+    _link_final_model(opts.output, dirs["rlhf"])
     from .report import write_report
 
     write_report(opts.output, graph, dirs, config, opts)
@@ -98,6 +99,16 @@ def _run_stage(s, dirs: dict[str, Path], config, opts: PipelineOptions, forced: 
 
 def _by_name(name: str, opts: PipelineOptions):
     return next(s for s in build_stages(opts.base) if s.name == name)
+
+
+def _link_final_model(run: Path, rlhf: Path) -> None:
+    """RUN/model points at the finished RLHF model of this config: `gemmaforge chat --model RUN/model`."""
+    if not (rlhf / DONE).exists():
+        return
+    tmp = run / ".model.link"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(rlhf.relative_to(run) / "model")
+    tmp.replace(run / "model")  # atomic: the link is always whole
 
 
 def _write_state(run: Path, graph, dirs, keys, config, opts: PipelineOptions) -> None:
