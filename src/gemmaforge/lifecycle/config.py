@@ -5,10 +5,11 @@ inside a training stage's TrainConfig sections, which TrainConfig itself checks 
 from __future__ import annotations
 
 import copy
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..train.config import TrainConfig
 from ..util import configfile

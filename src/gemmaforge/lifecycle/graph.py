@@ -3,7 +3,7 @@
 Each stage's output directory is `RUN/stages/NAME-KEY`, where KEY hashes the stage's config and
 its inputs' keys: change a stage's config and it, and everything after it, gets a new directory
 (re-runs); nothing before it changes. A stage is finished when its `done.json` (written
-atomically, last) exists and lists files that are all still there. A stage directory without
+atomically, last) exists and the stage's declared outputs are all still there. A stage directory without
 `done.json` is an interrupted run: training stages resume from its newest checkpoint.
 """
 

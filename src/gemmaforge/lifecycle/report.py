@@ -121,7 +121,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _stage_html(name: str, st: dict[str, Any]) -> str:
     s = st["summary"]
     if s is None:
-        return f"<p class=skip>not run</p>"
+        return "<p class=skip>not run</p>"
     parts = []
     if name == "tokenizer":
         parts.append(f"<p>{s['vocab_size']} pieces; <code>&lt;start_of_turn&gt;</code>={s['start_of_turn']}, "
@@ -138,12 +138,16 @@ def _stage_html(name: str, st: dict[str, Any]) -> str:
             parts.append("<h3>Dropped, by reason (one example each)</h3>" +
                          _table(["stage", "reason", "documents", "example"], drops))
     elif name in ("select", "prefs"):
-        per = s.get("candidates") or s.get("per_candidate") or {}
-        rows = [[_e(_short(c)), v.get("games"), _num(v.get("win_rate")), _e([round(x, 2) for x in v.get("win_rate_ci95", [])]),
-                 v.get("selected")] for c, v in per.items()] if isinstance(per, dict) else []
-        parts.append(f"<p>judge {_e(s.get('judge'))}: {s.get('pairs_judged')} pairs judged in both orders; "
-                     f"tie rate {_num(s.get('tie_rate'))}, position-flip rate {_num(s.get('position_flip_rate'))}, "
-                     f"first-position win rate {_num(s.get('first_position_win_rate'))}.</p>")
+        rows = [[_e(_short(c)), v["games"], _num(v["win_rate"]), _e([round(x, 2) for x in v["win_rate_ci95"]]),
+                 v["selected"]] for c, v in s.get("candidates", {}).items()]
+        if "pairs_judged" not in s:  # --human: people rated the pairs
+            parts.append(f"<p>rated by {_e(s.get('raters'))} on the rating page; the SFT model won "
+                         f"{_num(s.get('sft_win_rate'))} of the decided pairs.</p>")
+        else:
+            parts.append(f"<p>judge {_e(s.get('judge'))}: {s.get('pairs_judged')} pairs judged in both orders; "
+                         f"tie rate {_num(s.get('tie_rate'))}, position-flip rate "
+                         f"{_num(s.get('position_flip_rate'))}, first-position win rate "
+                         f"{_num(s.get('first_position_win_rate'))}.</p>")
         if rows:
             parts.append(_table(["candidate", "games", "win rate", "95% CI", "selected"], rows))
         if name == "prefs":
@@ -184,7 +188,9 @@ def _eval_html(s: dict[str, Any] | None) -> str:
                                  else _num(v["value"]) for v in (s["results"][x][t][m] for x in models)]
             for t, m in metrics]
     out = _table(["metric (± standard error)", *models], rows)
-    srows = [[f"<div class=sample>{_e(p)}</div>"] + [f"<div class=sample>{_e(s['samples'][x][i]) or '<i>(empty reply)</i>'}</div>" for x in models]
+    empty = "<i>(empty reply)</i>"
+    srows = [[f"<div class=sample>{_e(p)}</div>"] +
+             [f"<div class=sample>{_e(s['samples'][x][i]) or empty}</div>" for x in models]
              for i, p in enumerate(s["prompts"])]
     return out + "<h3>Samples (greedy, same prompts)</h3>" + _table(["prompt", *models], srows)
 
@@ -202,7 +208,8 @@ def render(report: dict[str, Any]) -> str:
     for name, v in st.items():
         if name != "eval":
             body.append(f"<h2>{_e(name)}</h2>{_stage_html(name, v)}")
-    body.append("<h2>Versions</h2>" + _table(["package", "version"], [[_e(k), _e(v)] for k, v in report["versions"].items()]))
+    versions = [[_e(k), _e(v)] for k, v in report["versions"].items()]
+    body.append("<h2>Versions</h2>" + _table(["package", "version"], versions))
     body.append("<h2>Config</h2><pre>" + _e(json.dumps(report["config"], indent=1)) + "</pre>")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>gemmaforge pipeline report</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")

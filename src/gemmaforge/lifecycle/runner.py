@@ -50,7 +50,7 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     try:
         for k, s in enumerate(todo, 1):
             bar.set_description(f"pipeline: stage {k}/{len(todo)} {s.name}")
-            states[s.name] = _run_stage(s, dirs, config, opts, s.name in forced, keys[s.name])
+            states[s.name] = _run_stage(s, graph, dirs, config, opts, s.name in forced, keys[s.name])
             bar.update(1)
     finally:
         bar.close()
@@ -78,9 +78,11 @@ def _check_train_configs(graph, config: dict[str, Any]) -> None:
                 raise PipelineError(f"config [{s.name}]: {e}") from None
 
 
-def _run_stage(s, dirs: dict[str, Path], config, opts: PipelineOptions, forced: bool, key: str) -> dict[str, Any]:
+def _run_stage(s, graph, dirs: dict[str, Path], config, opts: PipelineOptions, forced: bool,
+               key: str) -> dict[str, Any]:
     out = dirs[s.name]
-    missing = [i for i in s.inputs if finished(dirs[i], _by_name(i, opts)) is None]
+    by_name = {g.name: g for g in graph}
+    missing = [i for i in s.inputs if finished(dirs[i], by_name[i]) is None]
     if missing:
         raise PipelineError(f"stage {s.name} needs {', '.join(missing)}, which has not finished with this config; "
                             f"run without --only, or --from {missing[0]}")
@@ -95,10 +97,6 @@ def _run_stage(s, dirs: dict[str, Path], config, opts: PipelineOptions, forced: 
                              opts.data_backend))
     record = mark_done(out, summary, time.perf_counter() - started, key)
     return {"dir": str(out), "status": "resumed" if resume else "ran", "record": record}
-
-
-def _by_name(name: str, opts: PipelineOptions):
-    return next(s for s in build_stages(opts.base) if s.name == name)
 
 
 def _link_final_model(run: Path, rlhf: Path) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 from ..tokenizer.tokenizer import TOKENIZER_FILE
 from ..train.sft import DEFAULT_SET
 from ..util.paths import write_atomic
-from .graph import Context, Stage
 from .errors import PipelineError
+from .graph import Context, Stage
 
 EXAMPLES = 3  # examples kept per reason in the report
 
@@ -66,7 +66,7 @@ def train_config(ctx: Context, run_dir: Path, init_from: str | None, **data: Any
 
 # -- tokenizer -------------------------------------------------------------------------------
 def corpus_texts(max_docs: int, max_chars: int | None = None):
-    """Documents of every default-corpus part, at most `max_docs` a part, round-robin."""
+    """Documents of every default-corpus part in turn, at most `max_docs` a part, `max_chars` in all."""
     from ..data.default_corpus import PARTS
 
     total = 0
@@ -147,7 +147,7 @@ def _judged(ctx: Context, prompts: Path, candidates: list[str], output: Path) ->
 
     s, run = ctx.section, ctx.config["run"]
     return run_select(prompts, _candidates(ctx, candidates),
-                      lambda: load_judge(s["judge"], batch_size=s["judge_batch"] if "judge_batch" in s else 4),
+                      lambda: load_judge(s["judge"], batch_size=s.get("judge_batch", 4)),
                       output, SelectOptions(max_new_tokens=run["max_new_tokens"], batch_size=8))
 
 
@@ -276,6 +276,7 @@ MODEL_STAGES = ("pretrain", "sft", "rlhf")
 def run_eval_stage(ctx: Context) -> dict[str, Any]:
     """Every stage's model on the same tasks, and greedy replies to the same prompts."""
     import gemmaforge as gf
+
     from ..eval import run_eval
 
     s, run = ctx.section, ctx.config["run"]
