@@ -3,8 +3,8 @@
 Both fine-tune gemma3-270m (gemmaforge loads the shipped GGUF; TRL loads the same weights exported
 with gf.export_hf) with LoRA rank 16, alpha 32, no dropout, on all seven projections, float32,
 AdamW lr 2e-4, clipping 1.0, on the same conversations of the embedded default SFT set, in the
-same order, one conversation per row (no packing on either side), `--batch` rows a step, cut
-at `--seq` tokens, loss on model turns only. Each engine runs in its own subprocess (peak RSS is
+same order, one conversation per row (no packing on either side; the first conversations of
+at most `--seq` tokens), `--batch` rows a step, loss on model turns only. Each engine runs in its own subprocess (peak RSS is
 the child's); `--warmup` steps are not timed. Speed is trained-on rows' real (non-padding)
 tokens per second.
 
@@ -35,7 +35,8 @@ def examples(n: int, seq: int) -> list[tuple[list[int], list[int]]]:
     from gemmaforge.train.sft_data import read_examples
 
     tok = gf.load_tokenizer("gemma3-270m")
-    return [(e.ids[:seq + 1], e.mask[:seq + 1]) for e in read_examples(DEFAULT_SET / "train.jsonl.gz", tok)[:n]]
+    fitting = [(e.ids, e.mask) for e in read_examples(DEFAULT_SET / "train.jsonl.gz", tok) if len(e.ids) <= seq + 1]
+    return fitting[:n]
 
 
 def gemmaforge_run(data, args) -> list[float]:

@@ -250,10 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=pretrain_main)
 
     p = sub.add_parser("sft", help="supervised fine-tuning: `sft --config FILE` trains (full or LoRA, torchrun "
-                                   "for DDP/FSDP2); `sft select` picks responses with a judge")
+                                   "for DDP/FSDP2); `sft select` picks responses with a judge; `sft filter` "
+                                   "drops unsafe rows and masks personal data")
     add_sft_arguments(p)
     p.set_defaults(run=sft_main)
-    sft_verbs = p.add_subparsers(dest="sft_verb", metavar="{select}")
+    sft_verbs = p.add_subparsers(dest="sft_verb", metavar="{select,filter}")
 
     p = sub.add_parser("reward", help="reward models on preference pairs: train, score")
     add_reward_arguments(p)
@@ -272,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=eval_main)
 
     from .rate.cli import add_rate_arguments, rate_main
+    from .safety.cli import add_filter_parser
     from .selection.cli import add_select_parser
 
     add_select_parser(sft_verbs)
+    add_filter_parser(sft_verbs)
 
     from .lifecycle.cli import add_pipeline_arguments, pipeline_main
 

@@ -31,6 +31,8 @@ def test_counts_sources_and_held_out_tasks(manifest):
     held = set(manifest["heldout_tasks"])
     assert len(trained_tasks) == manifest["training_tasks"] and not trained_tasks & held
     assert {h["task"] for h in heldout} == held and all(h["target"].strip() for h in heldout)
+    excluded = set(manifest["tasks_from_eval_benchmarks_excluded"])
+    assert excluded and all("winogrande" in t for t in excluded) and not excluded & (trained_tasks | held)
     keys = [" ".join(words(" ".join(m["content"] for m in r["messages"]))) for r in train + val]
     assert len(set(keys)) == len(keys)
     assert sum((DEFAULT_SET / f).stat().st_size for f in ("train.jsonl.gz", "val.jsonl.gz", "heldout.jsonl.gz")) < 3e6

@@ -156,6 +156,17 @@ def test_resume_refuses_another_module(tmp_path):
         Trainer(model, HeadObjective(), ParitySteps(16, 8), config, SOLO).fit(resume=True)
 
 
+def test_resume_refuses_a_changed_frozen_base(tmp_path):
+    config = head_config(tmp_path, "run", steps=5)
+    Trainer(build(config, ["gemma.*"]), HeadObjective(), ParitySteps(16, 8), config, SOLO).fit()
+    changed = gf.load_model(tmp_path / "base")
+    with torch.no_grad():
+        changed.embed.weight[0, 0] += 1e-3
+    gf.save_model(changed, tmp_path / "base", overwrite=True)
+    with pytest.raises(TrainError, match=r"written by a different run \(module base: \{\"sha256\": "):
+        Trainer(build(config, ["gemma.*"]), HeadObjective(), ParitySteps(16, 8), config, SOLO).fit(resume=True)
+
+
 def test_init_from_starts_pretraining_from_a_source(tmp_path):
     """The first step's loss is the loaded model's loss on the first batch, not a fresh init's."""
     source = base_model(tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..util.argtypes import NON_NEGATIVE, POSITIVE, POSITIVE_FLOAT
+from ..util.argtypes import NON_NEGATIVE, POSITIVE, POSITIVE_FLOAT, PROBABILITY
 
 
 def add_select_parser(sft_subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +44,11 @@ def add_select_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-batch-size", type=POSITIVE, default=4, metavar="N", help="judging prompts per forward")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--threads", type=POSITIVE, default=None, metavar="N", help="torch threads")
+    p.add_argument("--safety", choices=["on", "off"], default="on",
+                   help="drop unsafe or personal-data pairs with gemmaforge.safety (the next-ranked response "
+                        "is selected instead; docs/safety.md)")
+    p.add_argument("--safety-threshold", type=PROBABILITY, default=None, metavar="P",
+                   help="unsafe probability at which a pair drops (default: the classifier's own)")
 
 
 def select_main(args: argparse.Namespace) -> int:
@@ -61,7 +66,12 @@ def select_main(args: argparse.Namespace) -> int:
 
     options = SelectOptions(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
                             dtype=dtype)
-    summary = run_select(args.prompts, args.candidates, judge, args.output, options)
+    filter_fn = None
+    if args.safety == "on":
+        from ..safety.filter import pair_filter
+
+        filter_fn = pair_filter(args.safety_threshold)
+    summary = run_select(args.prompts, args.candidates, judge, args.output, options, filter_fn=filter_fn)
     print(f"selected {summary['selected_pairs']} of {summary['prompts']} prompts; "
           f"{summary['pairs_judged']} pairs judged; position-flip rate "
           f"{_pct(summary['position_flip_rate'])}; see {args.output / 'summary.md'}")
