@@ -3,6 +3,7 @@ prepare, pre-training, judge selection with the shipped gemma3-270m, SFT, AI-fee
 model, RLOO and evaluation), then the cache: a rerun skips everything, --from re-runs the tail,
 a hand-deleted output is one clear error. The report opens in headless Chromium."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -51,7 +52,9 @@ def test_quick_runs_every_stage_and_reports(quick):
     assert st["data"]["summary"]["total_tokens"] > 0 and st["data"]["summary"]["drops"]  # filters dropped some
     assert st["pretrain"]["summary"]["train_loss"] < 7.0 < 1e9 and len(st["pretrain"]["metrics"]) >= 10
     assert st["select"]["summary"]["pairs_judged"] == 4 and st["select"]["summary"]["judge"] == "gemma3-270m"
-    assert "not installed in this version" in st["safety"]["summary"].get("skipped", "not installed in this version")
+    safety = st["safety"]["summary"]
+    assert safety["kept"] + safety["dropped"] == 4  # every selected example is scored (or passed, when absent)
+    assert ("skipped" in safety) == (importlib.util.find_spec("gemmaforge.safety") is None)
     assert st["prefs"]["summary"]["pairs"] >= 1
     assert "accuracy" in st["reward"]["summary"]["validation"] or st["reward"]["summary"]["validation"]
     assert any("rollout/reward" in row for row in st["rlhf"]["metrics"])

@@ -178,6 +178,8 @@ def run_safety(ctx: Context) -> dict[str, Any]:
     pairs = [(r["messages"][-2]["content"], r["messages"][-1]["content"]) for r in rows]
     scores = safety.score(pairs)
     threshold = ctx.section["threshold"]
+    if threshold == "shipped":  # the shipped head's own calibrated threshold
+        threshold = importlib.import_module(f"{SAFETY_MODULE}.classifier").default_threshold()
     kept = [r for r, x in zip(rows, scores) if x < threshold]
     dropped = [{"prompt": p, "response": a, "score": x} for (p, a), x in zip(pairs, scores) if x >= threshold]
     _write_jsonl(ctx.out / "train.jsonl", kept)
