@@ -1,11 +1,16 @@
-"""Inference speed: gemmaforge vs transformers (and llama.cpp when installed) on gemma3-270m.
+"""Inference speed: gemmaforge (float32, int8, int4) vs transformers (and llama.cpp when
+installed) on gemma3-270m.
 
 Each engine runs in its own subprocess (so peak RSS is its own) on the same prompts and thread
 count. Reports batch-1 decode tokens/s after a short and a ~500-token prompt, prefill tokens/s,
-time to first token, load time and peak RSS, plus the memory-bandwidth roofline: bytes of weights
-read per decoded token over a bandwidth measured here.
+time to first token, load time and peak RSS, plus each engine's memory-bandwidth roofline: bytes of
+weights read per decoded token over the read bandwidth measured here (a sum over a 1 GiB tensor;
+decoding only reads weights, so copy bandwidth would understate it). gemmaforge's engines also
+report where a decode step's time goes: inside PyTorch ops vs the Python around them (torch.profiler
+over 16 steps; the profiler's own cost makes the Python share an upper bound).
 
     python benchmarks/bench_decode.py [--threads 2] [--new-tokens 64] [--out benchmarks/results]
+        [--engines gemmaforge,gemmaforge-int8,gemmaforge-int4,transformers,llama.cpp]
 """
 
 from __future__ import annotations
@@ -39,18 +44,24 @@ def timed(fn) -> tuple[float, object]:
 
 
 # -- engines (each runs in a child process) --------------------------------------------------
-def run_gemmaforge(args) -> dict:
+def run_gemmaforge(args, quantize: str | None = None) -> dict:
     import torch
 
     import gemmaforge as gf
     from gemmaforge.inference.generate import Decoder
 
     torch.set_num_threads(args.threads)
-    load_s, model = timed(lambda: gf.load_model("gemma3-270m"))
+    source = "gemma3-270m"
+    if quantize:  # from a quantised checkpoint, as a user would after `convert --quantize`
+        import tempfile
+
+        source = str(Path(tempfile.mkdtemp()) / f"gemma3-270m-{quantize}")
+        gf.save_model(gf.load_model("gemma3-270m", quantize=quantize), source)
+    load_s, model = timed(lambda: gf.load_model(source))
     tok = gf.load_tokenizer("gemma3-270m")
     out = {"load_s": load_s}
-    for _ in Decoder(model, [tok.encode(SHORT)], 2):  # warm-up, as for transformers
-        pass
+    warm_s, _ = timed(lambda: sum(1 for _ in Decoder(model, [tok.encode(SHORT)], 2)))  # warm-up, as for transformers
+    out["warmup_s"] = warm_s  # includes compiling the quantised kernels (cached on disk after the first run)
     for name, text in (("short", SHORT), ("long", long_prompt())):
         ids = tok.encode(text)
         steps = iter(Decoder(model, [ids], args.new_tokens))
@@ -62,8 +73,28 @@ def run_gemmaforge(args) -> dict:
         model(ids, logits_at="last")
         prefill_s, _ = timed(lambda: model(ids, logits_at="last"))
     out["prefill_tok_s"] = ids.shape[1] / prefill_s
-    out["weight_bytes_per_token"] = sum(p.numel() * p.element_size() for p in model.parameters())
+    out["weight_bytes_per_token"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    out["step_profile"] = step_profile(model, tok)
     return out
+
+
+def step_profile(model, tok, steps: int = 16) -> dict:
+    """Wall time of batch-1 decode steps, and how much of it is spent inside PyTorch ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gemmaforge.inference.generate import Decoder
+
+    it = iter(Decoder(model, [tok.encode(SHORT)], steps + 2))
+    next(it)  # prefill
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        wall, _ = timed(lambda: sum(1 for _ in it))
+    events = prof.key_averages()
+    in_ops = sum(e.self_cpu_time_total for e in events) / 1e6
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    n = steps + 1
+    return {"ms_per_token": wall / n * 1e3, "ops_ms_per_token": in_ops / n * 1e3,
+            "python_ms_per_token": max(wall - in_ops, 0.0) / n * 1e3,
+            "top_ops": {e.key: round(e.self_cpu_time_total / n / 1e3, 3) for e in top}}
 
 
 def run_transformers(args) -> dict:
@@ -123,7 +154,10 @@ def run_llama_cpp(args) -> dict:
     return out
 
 
-ENGINES = {"gemmaforge": run_gemmaforge, "transformers": run_transformers, "llama.cpp": run_llama_cpp}
+ENGINES = {"gemmaforge": run_gemmaforge,
+           "gemmaforge-int8": lambda args: run_gemmaforge(args, "int8"),
+           "gemmaforge-int4": lambda args: run_gemmaforge(args, "int4"),
+           "transformers": run_transformers, "llama.cpp": run_llama_cpp}
 
 
 def measure_bandwidth(threads: int) -> float:
@@ -135,6 +169,16 @@ def measure_bandwidth(threads: int) -> float:
     dst = torch.empty_like(src)
     best = min(timed(lambda: dst.copy_(src))[0] for _ in range(5))
     return 2 * src.numel() * 4 / best
+
+
+def measure_read_bandwidth(threads: int) -> float:
+    """Bytes per second read by a sum over 1 GiB (what decoding does to its weights), best of five."""
+    import torch
+
+    torch.set_num_threads(threads)
+    src = torch.ones(2**28)
+    best = min(timed(lambda: src.sum())[0] for _ in range(5))
+    return src.numel() * 4 / best
 
 
 def child(engine: str, args) -> dict:
@@ -149,6 +193,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--engines", default="gemmaforge,transformers,llama.cpp")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    ap.add_argument("--name", default="decode", help="results file stem (default: decode)")
+    ap.add_argument("--note", default="", help="what else ran on the machine (printed with the results)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -180,20 +226,31 @@ def main() -> None:
         results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     bandwidth = measure_bandwidth(args.threads)
-    weight_bytes = results["gemmaforge"]["weight_bytes_per_token"]
-    roofline = bandwidth / weight_bytes
+    read_bw = measure_read_bandwidth(args.threads)
+    for x in results.values():  # each gemmaforge engine against its own bytes per token
+        if "weight_bytes_per_token" in x:
+            x["read_roofline_tok_s"] = read_bw / x["weight_bytes_per_token"]
+            x["vs_read_roofline"] = x["short"]["decode_tok_s"] / x["read_roofline_tok_s"]
     report = {
         "cpu": cpu_name(), "threads": args.threads, "versions": versions, "new_tokens": args.new_tokens,
-        "bandwidth_gb_s": bandwidth / 1e9, "weight_gb_per_token": weight_bytes / 1e9,
-        "roofline_tok_s": roofline, "results": results,
+        "note": args.note, "bandwidth_gb_s": bandwidth / 1e9, "read_bandwidth_gb_s": read_bw / 1e9,
+        "results": results,
     }
-    gf_short = results["gemmaforge"]["short"]["decode_tok_s"]
-    report["gemmaforge_vs_roofline"] = gf_short / roofline
-    if "transformers" in results:
-        report["gemmaforge_vs_transformers_decode"] = gf_short / results["transformers"]["short"]["decode_tok_s"]
+    if "gemmaforge" in results:
+        weight_bytes = results["gemmaforge"]["weight_bytes_per_token"]
+        roofline = bandwidth / weight_bytes
+        report.update(weight_gb_per_token=weight_bytes / 1e9, roofline_tok_s=roofline)
+        gf_short = results["gemmaforge"]["short"]["decode_tok_s"]
+        report["gemmaforge_vs_roofline"] = gf_short / roofline
+        if "transformers" in results:
+            report["gemmaforge_vs_transformers_decode"] = gf_short / results["transformers"]["short"]["decode_tok_s"]
+    if "llama.cpp" in results:
+        peer = results["llama.cpp"]["short"]["decode_tok_s"]
+        report["vs_llama_cpp_decode"] = {k: x["short"]["decode_tok_s"] / peer for k, x in results.items()
+                                         if k.startswith("gemmaforge")}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "decode.json").write_text(json.dumps(report, indent=2))
-    (args.out / "decode.md").write_text(markdown(report))
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"{args.name}.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -209,13 +266,29 @@ def markdown(r: dict) -> str:
                     f"{x['long']['decode_tok_s']:.1f} | {_num(x.get('prefill_tok_s'))} | "
                     f"{x['short']['ttft_s']:.2f} / {x['long']['ttft_s']:.2f} | {x['peak_rss_mb']:.0f} |")
     lines = [
-        f"# Decode benchmark: gemma3-270m, float32, {r['threads']} threads",
+        f"# Decode benchmark: gemma3-270m, {r['threads']} threads",
         f"CPU: {r['cpu']}; versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()),
-        "", *rows, "",
-        f"Roofline: {r['weight_gb_per_token']:.2f} GB of weights per token / {r['bandwidth_gb_s']:.1f} GB/s "
-        f"measured copy bandwidth = {r['roofline_tok_s']:.1f} tok/s; gemmaforge reaches "
-        f"{100 * r['gemmaforge_vs_roofline']:.0f}% of it.",
+        "", r.get("note", ""), "", *rows, "",
     ]
+    if "roofline_tok_s" in r:
+        lines.append(f"Copy-bandwidth roofline (float32): {r['weight_gb_per_token']:.2f} GB of weights per token / "
+                     f"{r['bandwidth_gb_s']:.1f} GB/s measured copy bandwidth = {r['roofline_tok_s']:.1f} tok/s; "
+                     f"gemmaforge reaches {100 * r['gemmaforge_vs_roofline']:.0f}% of it.")
+    lines += ["", f"Read-bandwidth rooflines ({r['read_bandwidth_gb_s']:.1f} GB/s, a sum over 1 GiB), and where a "
+              "decode step's time goes (torch.profiler, 16 steps; the Python share is an upper bound):", "",
+              "| engine | weights MB/token | roofline tok/s | decode / roofline | ms/token | in ops | "
+              "Python | top ops (ms/token) |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, x in r["results"].items():
+        if "read_roofline_tok_s" in x:
+            p = x["step_profile"]
+            ops = ", ".join(f"{k} {v}" for k, v in list(p["top_ops"].items())[:4])
+            lines.append(f"| {name} | {x['weight_bytes_per_token'] / 1e6:.0f} | {x['read_roofline_tok_s']:.0f} | "
+                         f"{100 * x['vs_read_roofline']:.0f}% | {p['ms_per_token']:.1f} | "
+                         f"{p['ops_ms_per_token']:.1f} | {p['python_ms_per_token']:.1f} | {ops} |")
+    if "vs_llama_cpp_decode" in r:
+        lines.append("")
+        lines.append("Batch-1 decode against llama.cpp (Q4_K_M): " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in r["vs_llama_cpp_decode"].items()))
     if "llama.cpp" in r["results"]:
         lines.append("llama.cpp runs the GGUF's Q4_K_M weights as stored (about 4.9 bits per weight, not "
                      "float32): it reads far fewer bytes per token, so it is the peer for quantised decoding.")

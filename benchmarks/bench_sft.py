@@ -4,8 +4,8 @@ Both fine-tune gemma3-270m (gemmaforge loads the shipped GGUF; TRL loads the sam
 with gf.export_hf) with LoRA rank 16, alpha 32, no dropout, on all seven projections, float32,
 AdamW lr 2e-4, clipping 1.0, on the same conversations of the embedded default SFT set, in the
 same order, one conversation per row (no packing on either side; the first conversations of
-at most `--seq` tokens), `--batch` rows a step, loss on model turns only. Each engine runs in its own subprocess (peak RSS is
-the child's); `--warmup` steps are not timed. Speed is trained-on rows' real (non-padding)
+at most `--seq` tokens), `--batch` rows a step, loss on model turns only. Each engine runs in its
+own subprocess (peak RSS is the child's); `--warmup` steps are not timed. Speed is trained-on rows' real (non-padding)
 tokens per second.
 
     python benchmarks/bench_sft.py [--steps 4] [--warmup 1] [--batch 4] [--seq 256] [--threads N]

@@ -15,6 +15,7 @@ _LAZY = {
     "ChatSession": ".inference", "Sampling": ".inference", "generate": ".inference", "stream": ".inference",
     "Tokenizer": ".tokenizer", "load_tokenizer": ".tokenizer", "train_tokenizer": ".tokenizer",
     "export_hf": ".weights", "load_model": ".weights", "save_model": ".weights",
+    "quantize": ".quant",
 }
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "ChatSession",
     "load_model",
     "save_model",
+    "quantize",
 ]
 __version__ = "0.1.0"
 
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from .config import GemmaConfig
     from .inference import ChatSession, Sampling, generate, stream
     from .model import Gemma
+    from .quant import quantize
     from .tokenizer import Tokenizer, load_tokenizer, train_tokenizer
     from .weights import export_hf, load_model, save_model
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GemmaForgeError
+from .quant.cli import add_gguf_type_argument, add_quantize_arguments
 from .util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT, PROBABILITY, Parser
 
 # What `--dtype` offers is what the model accepts (float16 overflows), so no choice fails later.
@@ -27,20 +28,23 @@ def _dtype(name: str):
 
 
 def _info(args: argparse.Namespace) -> None:
+    from .quant.cli import quant_report
     from .weights import load_model
 
     start = time.perf_counter()
-    model = load_model(args.model, dtype=_dtype(args.dtype))
+    model = load_model(args.model, dtype=_dtype(args.dtype), **_quant(args))
     seconds = time.perf_counter() - start
     report = {"source": args.model, "config": model.config.to_dict(),
               "parameters": model.num_parameters(), "dtype": str(model.dtype).removeprefix("torch."),
-              "load_seconds": round(seconds, 2)}
+              "load_seconds": round(seconds, 2), **quant_report(model)}
     if args.json:
         print(json.dumps(report, indent=2))
         return
     cfg = model.config
     print(f"{args.model}: {cfg.name or 'Gemma'} (Gemma {cfg.family} architecture)")
-    print(f"  parameters  {report['parameters']:,} ({report['dtype']})")
+    print(f"  parameters  {report['parameters']:,} ({report['dtype']}"
+          f"{', weights ' + report['quantization'] if report['quantization'] else ''}; "
+          f"{report['weight_bytes'] / 2**20:,.1f} MiB)")
     print(f"  layers      {cfg.n_layers} ({cfg.layer_types.count('L')} sliding-window of "
           f"{cfg.sliding_window}, {cfg.layer_types.count('G')} global)" if "L" in cfg.layer_types
           else f"  layers      {cfg.n_layers}")
@@ -51,19 +55,26 @@ def _info(args: argparse.Namespace) -> None:
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from .errors import TokenizerError
+    from .errors import CheckpointError, TokenizerError
     from .tokenizer.tokenizer import load_tokenizer
     from .weights import export_hf, load_model, save_model
+    from .weights.gguf_export import export_gguf
     from .weights.tensors import check_output
 
-    check_output(args.output, args.force)  # before the slow load
-    model = load_model(args.source, dtype=_dtype(args.dtype))
+    if args.to != "gguf":
+        check_output(args.output, args.force)  # before the slow load
+    elif args.output.exists() and not args.force:
+        raise CheckpointError(f"{args.output}: exists; pass --force to replace it")
+    model = load_model(args.source, dtype=_dtype(args.dtype), **_quant(args))
     try:
         tok = load_tokenizer(args.tokenizer or args.source)
     except TokenizerError as e:  # the weights alone are still worth converting
         tok = None
         print(f"gemmaforge convert: no tokenizer written: {e}", file=sys.stderr)
-    out = (export_hf if args.to == "hf" else save_model)(model, args.output, tokenizer=tok, overwrite=args.force)
+    if args.to == "gguf":
+        out = export_gguf(model, args.output, args.gguf_type, tokenizer=tok, overwrite=args.force)
+    else:
+        out = (export_hf if args.to == "hf" else save_model)(model, args.output, tokenizer=tok, overwrite=args.force)
     print(f"wrote {args.to} checkpoint{' and tokenizer' if tok else ''} to {out}")
 
 
@@ -76,7 +87,11 @@ def _load(args: argparse.Namespace):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.tokenizer or args.model)  # the fast check first
-    return load_model(args.model, dtype=_dtype(args.dtype)), tok
+    return load_model(args.model, dtype=_dtype(args.dtype), **_quant(args)), tok
+
+
+def _quant(args: argparse.Namespace) -> dict:
+    return {"quantize": args.quantize, "group_size": args.group_size}
 
 
 def _sampling(args: argparse.Namespace):
@@ -180,6 +195,7 @@ def _add_model_args(p: argparse.ArgumentParser, positional: str | None = None) -
                    help="where the tokenizer comes from, if not from the model source (a tokenizer.model, or "
                         "any source above)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="weights and activations")
+    add_quantize_arguments(p)
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
@@ -206,9 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert a checkpoint to our format or a Hugging Face directory")
     _add_model_args(p, "source")
-    p.add_argument("output", type=Path, help="directory to create, with the source's tokenizer.model; "
-                   "an existing non-empty one (or a file) needs --force")
-    p.add_argument("--to", choices=["gemmaforge", "hf"], default="gemmaforge")
+    p.add_argument("output", type=Path, help="directory to create, with the source's tokenizer.model (--to gguf: "
+                   "one .gguf file with the vocabulary); an existing non-empty one (or a file) needs --force")
+    p.add_argument("--to", choices=["gemmaforge", "hf", "gguf"], default="gemmaforge",
+                   help="our format (quantised with --quantize), Hugging Face, or GGUF for llama.cpp")
+    add_gguf_type_argument(p)
     p.add_argument("--force", action="store_true", help="replace what is at OUTPUT (atomically, on success)")
     p.set_defaults(run=_convert)
 

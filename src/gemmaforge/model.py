@@ -51,6 +51,14 @@ class Linear(nn.Linear):
         return linear(x, self.weight)
 
 
+class Embedding(nn.Embedding):
+    """The token embedding, tied to the output projection (`project`). A quantised replacement
+    (gemmaforge.quant) provides the same two methods over one integer table."""
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        return linear(hidden, self.weight)
+
+
 class RMSNorm(nn.Module):
     """Gemma's RMSNorm: computed in float32, scaled by (1 + weight), cast back at the end."""
 
@@ -224,14 +232,15 @@ class Gemma(nn.Module):
     def __init__(self, config: GemmaConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed = Embedding(config.vocab_size, config.d_model)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.final_norm = RMSNorm(config.d_model, config.norm_eps)
 
     # -- helpers -------------------------------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
-        return self.embed.weight.dtype
+        """The activations' dtype (a norm's: weights may be quantised to integers)."""
+        return self.final_norm.weight.dtype
 
     def to(self, *args, **kwargs):
         dtype = kwargs.get("dtype") or next((a for a in args if isinstance(a, torch.dtype)), None)
@@ -247,11 +256,11 @@ class Gemma(nn.Module):
 
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         return KVCache.allocate(self.config, batch_size, max_len or self.config.max_seq_len,
-                                dtype=self.dtype, device=self.embed.weight.device)
+                                dtype=self.dtype, device=self.final_norm.weight.device)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection (tied to the embedding) plus Gemma 2's final soft-cap."""
-        out = linear(hidden, self.embed.weight)
+        out = self.embed.project(hidden)
         cap = self.config.final_softcap
         return torch.tanh(out / cap) * cap if cap is not None else out
 

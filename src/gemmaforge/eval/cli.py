@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..quant.cli import add_quantize_arguments
 from ..util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT
 from .data import EvalDataError, read_jsonl
 from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
@@ -49,6 +50,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help="token budget per log-likelihood sequence: longer contexts lose their oldest tokens "
                              "(default: the model's context length; generation always uses it)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    add_quantize_arguments(parser)
     parser.add_argument("--threads", type=POSITIVE, default=None,
                         help="torch threads (default: torch's choice; use fewer on a busy machine)")
     parser.add_argument("--code-timeout", type=POSITIVE_FLOAT, default=SandboxConfig.timeout_s,
@@ -70,6 +72,7 @@ def eval_main(args: argparse.Namespace) -> int:
     results = run_eval(args.model, tasks, limit=args.limit, shots=args.shots, batch_size=args.batch_size,
                        output_dir=args.output, samples=args.samples, temperature=args.temperature,
                        seed=args.seed, chat=args.chat, max_length=args.max_length, dtype=args.dtype,
+                       quantize=args.quantize, group_size=args.group_size,
                        threads=args.threads, sandbox=SandboxConfig(timeout_s=args.code_timeout),
                        command=command_line(), overwrite=args.overwrite)
     print(results.to_markdown())

@@ -65,7 +65,8 @@ def serve_main(args: argparse.Namespace) -> int:
     if not api_key and not _loopback(args.host):
         print(f"gemmaforge serve: warning: listening on {args.host} without an API key", file=sys.stderr)
     tokenizer = load_tokenizer(args.tokenizer or args.model)  # the fast check first
-    model = load_model(args.model, dtype=getattr(torch, args.dtype)).eval()
+    model = load_model(args.model, dtype=getattr(torch, args.dtype), quantize=args.quantize,
+                       group_size=args.group_size).eval()
     metrics = Metrics()
     metrics.batch_size.set(args.max_batch)
     engine = Engine(model, tokenizer, args.max_batch, args.context, args.max_queue,

@@ -150,6 +150,7 @@ class RLSection:
     algorithm: Literal["rloo", "grpo", "ppo"] = "rloo"
     prompts: str = ""  # JSONL of {"prompt": …, meta…}, or "reasoning_gym:NAME" (a generator's questions)
     prompts_size: int = 500  # questions drawn from a reasoning-gym generator
+    prompts_options: dict[str, Any] = field(default_factory=dict)  # the generator's own options (difficulty)
     held_out: int = 50  # of those, kept for evaluation (never trained on)
     k: int = 4  # samples per prompt
     prompts_per_step: int = 4

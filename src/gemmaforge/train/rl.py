@@ -46,7 +46,7 @@ def load_prompts(config: TrainConfig) -> tuple[list[Prompt], list[Prompt]]:
         except ImportError:
             raise TrainError("rl.prompts: reasoning-gym is not installed (pip install reasoning-gym)") from None
         try:
-            data = reasoning_gym.create_dataset(name, size=r.prompts_size, seed=config.train.seed)
+            data = reasoning_gym.create_dataset(name, size=r.prompts_size, seed=config.train.seed, **r.prompts_options)
         except Exception as e:  # an unknown generator name or bad options, in the library's words
             raise TrainError(f"rl.prompts: reasoning-gym dataset {name!r}: {e}") from None
         prompts = [Prompt(e["question"] + "\nGive only the final answer.", {"entry": json.loads(json.dumps(e)),
@@ -79,7 +79,7 @@ def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers,
     rewards, _ = total_rewards(specs, scorers, [p.text for p in prompts], replies, [p.meta for p in prompts])
     mean = sum(rewards) / len(rewards)
     var = sum((x - mean) ** 2 for x in rewards) / max(len(rewards) - 1, 1)
-    return {"mean_reward": mean, "stderr": (var / len(rewards)) ** 0.5, "n": len(rewards),
+    return {"mean_reward": mean, "stderr": (var / len(rewards)) ** 0.5, "n": len(rewards), "rewards": rewards,
             "examples": [{"prompt": p.text, "reply": r, "reward": w}
                          for p, r, w in list(zip(prompts, replies, rewards))[:5]]}
 

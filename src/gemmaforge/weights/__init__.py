@@ -9,6 +9,8 @@ import torch
 
 from ..config import GemmaConfig
 from ..model import Gemma, check_dtype
+from ..quant import Scheme, scheme_of
+from ..quant import quantize as quantize_model
 from . import gemma_pytorch, gguf_file, hf, native
 from .sources import resolve
 
@@ -17,22 +19,31 @@ if TYPE_CHECKING:
 
 
 def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
-               config: GemmaConfig | None = None) -> Gemma:
+               config: GemmaConfig | None = None, *, quantize: str | None = None,
+               group_size: int | None = None) -> Gemma:
     """Load a Gemma from a shipped name ("gemma3-270m"), an HF dir, a .gguf, a .ckpt or our dir.
 
     `dtype=None` keeps the stored dtype. `config` is needed only for gemma_pytorch checkpoints
-    whose size matches no published preset.
+    whose size matches no published preset. `quantize="int8" | "int4"` (with `group_size`) returns
+    a weight-only quantised model (gemmaforge.quant); a checkpoint saved quantised loads as it
+    was saved, and asking for another scheme is an error.
     """
     if dtype is not None:
         check_dtype(dtype)
+    if quantize is not None:
+        Scheme.make(quantize, group_size)  # a bad request fails before the slow load
     src = resolve(source)
-    if src.kind == "gguf":
-        return gguf_file.load(src.path, dtype)
-    if src.kind == "hf":
-        return hf.load(src.path, dtype)
-    if src.kind == "gemma_pytorch":
-        return gemma_pytorch.load(src.path, dtype, config)
-    return native.load(src.path, dtype)
+    if src.kind == "native":  # a quantised one comes back as it was saved
+        model = native.load(src.path, dtype, quantize, group_size)
+    elif src.kind == "gguf":  # quantised block by block, never whole in float32
+        model = gguf_file.load(src.path, dtype, quantize=quantize and Scheme.make(quantize, group_size))
+    elif src.kind == "hf":
+        model = hf.load(src.path, dtype)
+    else:
+        model = gemma_pytorch.load(src.path, dtype, config)
+    if quantize is None or scheme_of(model) is not None:
+        return model
+    return quantize_model(model, quantize, group_size)
 
 
 def save_model(model: Gemma, directory: str | Path, *, tokenizer: Tokenizer | None = None,

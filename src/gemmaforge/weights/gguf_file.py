@@ -21,6 +21,8 @@ import torch
 from ..config import ARCH_FAMILY, PRESETS, GemmaConfig
 from ..errors import CheckpointError, ConfigError
 from ..model import Gemma
+from ..quant import Scheme
+from ..quant.checkpoint import quantize_streamed
 from .tensors import atomic_save_file, build_model, read_safetensors
 
 _LAYER_NAMES = {
@@ -107,27 +109,42 @@ def _our_name(name: str) -> str | None:
     return None
 
 
-def read_tensors(reader, where: str) -> dict[str, torch.Tensor]:
+def iter_tensors(reader, where: str):
+    """(our name, shape, read(start, stop)) for each tensor: `read` dequantises only those rows."""
     import gguf
 
-    state = {}
     for t in reader.tensors:
         name = _our_name(t.name)
         if name is None:
             if t.name == "output.weight":
                 raise CheckpointError(f"{where}: has a separate output.weight; Gemma ties it to the embedding")
             continue
-        try:
-            arr = gguf.quants.dequantize(t.data, t.tensor_type)
-        except NotImplementedError:
-            raise CheckpointError(f"{where}: tensor {t.name} has type {t.tensor_type.name}, "
-                                  "which cannot be dequantised") from None
-        arr = np.asarray(arr, dtype=np.float32).reshape(tuple(int(n) for n in reversed(t.shape)))
-        tensor = torch.from_numpy(arr.copy())
-        if name.endswith("norm.weight"):
-            tensor -= 1.0  # llama.cpp stores 1 + w
-        state[name] = tensor
-    return state
+        shape = tuple(int(n) for n in reversed(t.shape))
+
+        def read(start: int, stop: int, t=t, name=name, shape=shape) -> torch.Tensor:
+            data = t.data.reshape(shape[0], -1) if len(shape) == 2 else t.data
+            try:
+                arr = gguf.quants.dequantize(data[start:stop], t.tensor_type)
+            except NotImplementedError:
+                raise CheckpointError(f"{where}: tensor {t.name} has type {t.tensor_type.name}, "
+                                      "which cannot be dequantised") from None
+            tensor = torch.from_numpy(np.asarray(arr, dtype=np.float32).reshape(-1, *shape[1:]).copy())
+            return tensor - 1.0 if name.endswith("norm.weight") else tensor  # llama.cpp stores 1 + w
+        yield name, shape, read
+
+
+def read_tensors(reader, where: str) -> dict[str, torch.Tensor]:
+    return {name: read(0, shape[0]) for name, shape, read in iter_tensors(reader, where)}
+
+
+def _cached_tensors(cache: Path):
+    """The float cache entry read a slice at a time, in the form iter_tensors gives."""
+    from safetensors import safe_open
+
+    with safe_open(str(cache), "pt") as f:
+        for name in f.keys():
+            sl = f.get_slice(name)
+            yield name, tuple(sl.get_shape()), lambda a, b, sl=sl: sl[a:b]
 
 
 _CACHE_VERSION = "v3"  # bump when what a cache entry holds changes; entries of other versions are deleted
@@ -156,7 +173,9 @@ def _evict_other_versions(cache_dir: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def load(path: Path, dtype: torch.dtype | None, use_cache: bool = True) -> Gemma:
+def load(path: Path, dtype: torch.dtype | None, use_cache: bool = True, quantize: Scheme | None = None) -> Gemma:
+    """The model in float (cached on disk), or quantised to `quantize` a block of rows at a time
+    (from the float cache when there is one, else from the GGUF's own blocks)."""
     where = str(path)
     cache_dir = _cache_dir() if use_cache else None
     cache = _cache_path(path, cache_dir) if cache_dir else None
@@ -166,11 +185,15 @@ def load(path: Path, dtype: torch.dtype | None, use_cache: bool = True) -> Gemma
 
             with safe_open(str(cache), "pt") as f:
                 cfg = GemmaConfig.from_json(f.metadata()["gemmaforge_config"])
+            if quantize is not None:
+                return quantize_streamed(cfg, _cached_tensors(cache), quantize, dtype or torch.float32, where)
             return build_model(cfg, read_safetensors(cache), where, dtype or torch.float32)
         except (CheckpointError, ConfigError, KeyError, OSError):
             cache.unlink(missing_ok=True)  # a stale or broken cache is rebuilt from the GGUF
     reader = _reader(path)
     cfg = config_from_gguf(reader, where)
+    if quantize is not None:
+        return quantize_streamed(cfg, iter_tensors(reader, where), quantize, dtype or torch.float32, where)
     state = read_tensors(reader, where)
     model = build_model(cfg, state, where, dtype or torch.float32)
     if cache:
