@@ -297,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_select_parser(sft_verbs)
     add_filter_parser(sft_verbs)
 
+    from .lifecycle.cli import add_pipeline_arguments, pipeline_main
+
+    p = sub.add_parser("pipeline", help="the whole lifecycle, cached by stage: tokenizer, data, pre-training, "
+                                        "SFT, preferences, reward, RLHF, evaluation and a report")
+    add_pipeline_arguments(p)
+    p.set_defaults(run=pipeline_main)
+
     p = sub.add_parser("rate", help="preference ratings: the side-by-side web page, AI labels, import, export")
     add_rate_arguments(p)
     p.set_defaults(run=rate_main)

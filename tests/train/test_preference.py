@@ -83,6 +83,8 @@ def test_reward_model_learns_the_preference_and_scores(setup, tmp_path):
     prompts = ["What is 2 plus 3?", "What is 4 plus 4?"]
     good, bad = score(rm, tok, prompts, ["It is 5.", "It is 8."]), score(rm, tok, prompts, ["It is 8, I think."] * 2)
     assert all(g > b for g, b in zip(good, bad))
+    empty = score(rm, tok, prompts, ["", "  "])  # a policy's reply may be empty: scored, not refused
+    assert len(empty) == 2 and all(math.isfinite(x) for x in empty)
     rows = write_jsonl(tmp_path / "score.jsonl", [{"prompt": p, "response": "It is 5."} for p in prompts])
     assert main(["reward", "score", "--model", str(tmp_path / "rm"), "--input", str(rows)]) == 0
 

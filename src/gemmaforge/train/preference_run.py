@@ -12,6 +12,7 @@ and writes the tuned policy, LoRA merged, to `<out_dir>/model/` ready to chat. S
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -141,7 +142,10 @@ def score(reward_model: nn.Module, tok: Any, prompts: Sequence[str | list[dict]]
     reward_model.eval()
     rendered = []
     for i, (p, r) in enumerate(zip(prompts, responses)):
-        pair = to_pair({"prompt": p, "chosen": r or " ", "rejected": (r or " ") + " (other)"}, f"item {i}")
+        # the prompt is checked as in training; the response is scored as given, even empty (a policy's
+        # reply may be), so it bypasses the non-empty check training pairs need
+        pair = dataclasses.replace(to_pair({"prompt": p, "chosen": "a", "rejected": "b"}, f"item {i}"),
+                                   chosen=r, rejected=r + " (other)")
         rendered.append(render_pair(tok, pair)[0][0])
     out: list[float] = []
     for i in range(0, len(rendered), batch_size):
