@@ -164,3 +164,14 @@ def test_preference_config_errors_are_one_line(setup, tmp_path, capsys):
                    f'train = "{write_jsonl(tmp_path / "x.jsonl", ["[1, 2]"])}"\n')
     assert main(["reward", "train", "--config", str(cfg)]) == 2
     assert "x.jsonl:1:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dpo_validation_reads_real_reference_log_probs(setup, tmp_path, seed):
+    """The held-out pairs have reference log-probabilities too: before any step, every implicit
+    reward is zero (policy = reference), whichever pairs the split sends to validation."""
+    d, _ = setup
+    cfg = config(d, tmp_path / f"v{seed}", data={"seed": seed}, train={"max_steps": 1},
+                 optim={"lr": 1e-12}, eval={"interval": 1})
+    val = dpo(cfg)["validation"]
+    assert abs(val["val_reward_chosen"]) < 1e-3 and abs(val["val_reward_rejected"]) < 1e-3, val

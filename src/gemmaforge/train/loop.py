@@ -195,7 +195,7 @@ class Trainer:
                 f" with changed settings ({describe(changes)}); learning rate now "
                 f"{self.optimizer.param_groups[0]['lr']:.4g}" if changes else ""))
         log = MetricsLog(self.out / "metrics.jsonl", start if found else None) if info.is_main else None
-        bar = progress_bar(cfg.train.max_steps, start, info.is_main and cfg.log.progress)
+        bar = progress_bar(cfg.train.max_steps, start, info.is_main and cfg.log.progress, self.out.name)
         begin, tokens, row, val = time.perf_counter(), 0, {}, None
         last, saved = found, (start if found else 0)  # the newest checkpoint and its step
         with StopRequest() as stop, contextlib.closing(bar):

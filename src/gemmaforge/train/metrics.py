@@ -77,6 +77,5 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
-                desc="pretrain")
+def progress_bar(total: int, initial: int, enabled: bool, label: str = "train") -> tqdm:
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, desc=label)

@@ -96,7 +96,7 @@ class PairStats:
     too_long: int = 0  # pairs with a side longer than seq_len: left out
 
 
-def build_items(tok: Any, pairs: Sequence[Pair], seq_len: int) -> tuple[torch.Tensor, PairStats]:
+def build_items(tok: Any, pairs: Sequence[Pair], seq_len: int, first_index: int = 0) -> tuple[torch.Tensor, PairStats]:
     """Items [N, 2, 4, seq_len] for the pairs that fit, in file order."""
     stats = PairStats(pairs=len(pairs))
     items = []
@@ -110,7 +110,7 @@ def build_items(tok: Any, pairs: Sequence[Pair], seq_len: int) -> tuple[torch.Te
             item[s, 0, :len(ids)] = torch.tensor(ids)
             item[s, 1, :len(ids)] = 1
             item[s, 2, :len(ids)] = torch.tensor(mask)
-        item[:, 3] = index
+        item[:, 3] = first_index + index  # unique across files, so per-pair tables can cover both
         items.append(item)
     if not items:
         raise TrainError(f"no preference pair fits data.seq_len = {seq_len} (raise it)")

@@ -45,10 +45,11 @@ def _items(config: TrainConfig, tok: Any) -> tuple[torch.Tensor, torch.Tensor | 
     d = config.data
     if not d.train:
         raise TrainError("data.train: name a preference JSONL file (prompt, chosen, rejected)")
-    items, stats = build_items(tok, read_pairs(d.train), d.seq_len)
+    pairs = read_pairs(d.train)
+    items, stats = build_items(tok, pairs, d.seq_len)
     info = {"pairs": stats.pairs, "too_long": stats.too_long}
     if d.val:
-        val, vstats = build_items(tok, read_pairs(d.val), d.seq_len)
+        val, vstats = build_items(tok, read_pairs(d.val), d.seq_len, first_index=len(pairs))
         info.update(val_pairs=vstats.items)
         return items, val, info
     n_val = int(len(items) * config.preference.val_fraction)
@@ -73,7 +74,8 @@ def _run(config: TrainConfig, resume: bool, kind: str,
         if tok.vocab_size > gemma.config.vocab_size:
             raise TrainError(f"data.tokenizer: {tok.vocab_size} pieces, more than the model's "
                              f"{gemma.config.vocab_size}")
-        model, objective = build(gemma, train_items, info)
+        every = train_items if val_items is None else torch.cat([train_items, val_items])
+        model, objective = build(gemma, every, info)  # DPO's reference covers the validation pairs too
         data = StepBatches(Rows(train_items), t.global_batch, t.micro_batch, config.data.seed, info.rank,
                            info.world_size)
         validation = None if val_items is None or not len(val_items) else LossValidation(
