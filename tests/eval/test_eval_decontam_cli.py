@@ -67,9 +67,11 @@ def test_cli_arguments_reach_the_run(monkeypatch, tmp_path, scripted_lm, capsys)
     out = tmp_path / "out"
     args = _parse(["--model", "m.gguf", "--tasks", "mmlu, gsm8k", "--limit", "5", "--num-fewshot", "2",
                    "--batch-size", "3", "--samples", "4", "--temperature", "0.8", "--code-timeout", "3",
-                   "--seed", "7", "--max-length", "99", "--chat", "--dtype", "bfloat16", "--output", str(out)])
+                   "--seed", "7", "--max-length", "99", "--chat", "--dtype", "bfloat16", "--quantize", "int4",
+                   "--group-size", "64", "--output", str(out)])
     assert eval_main(args) == 0
-    assert loaded == {"source": "m.gguf", "batch_size": 3, "chat": True, "max_length": 99, "dtype": "bfloat16"}
+    assert loaded == {"source": "m.gguf", "batch_size": 3, "chat": True, "max_length": 99, "dtype": "bfloat16",
+                      "quantize": "int4", "group_size": 64}
     data = json.loads((out / "results.json").read_text())
     config = data["config"]
     assert config["tasks"] == ["mmlu", "gsm8k"] and data["provenance"]["model"] == "m.gguf"
