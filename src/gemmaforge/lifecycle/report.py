@@ -90,7 +90,7 @@ def write_report(run: Path, graph, dirs, config, opts) -> dict[str, Any]:
 CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;
-vertical-align:top}th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
+vertical-align:top;overflow-wrap:anywhere}th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{background:#fff7e0;border-left:4px solid #e0a800;padding:.5em 1em}.skip{color:#a60}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:.5em;max-height:12em;overflow:auto;font-size:12px}
 img{max-width:100%}details{margin:.4em 0}.sample{max-width:28em;white-space:pre-wrap;font-size:12px}"""
