@@ -7,7 +7,10 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -205,3 +208,64 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _summary(stage_dir: Path) -> dict:
+    return json.loads((stage_dir / "done.json").read_text())["summary"]
+
+
+def test_data_stage_on_ray_writes_the_same_shards(quick, capsys):
+    """--data-backend ray (a local Ray instance) re-runs `data` under the same key and writes the
+    local run's shards byte for byte, so the stages after it stay valid."""
+    pytest.importorskip("ray", reason="the Ray backend is the optional extra gemmaforge[ray]")
+    code, out, _ = run(capsys, "--quick", "--output", str(quick), "--data-backend", "ray", "--only", "data")
+    assert code == 0 and statuses(out) == {"data": "ran"}
+    new = next(p for p in (quick / "stages").glob("data-*") if not p.name.endswith(".previous"))
+    old = new.with_name(new.name + ".previous")
+    shards = json.loads((new / "shards" / "manifest.json").read_text())["shards"]
+    assert shards and shards == json.loads((old / "shards" / "manifest.json").read_text())["shards"]
+    assert _summary(new)["drops"] == _summary(old)["drops"]
+    code, out, _ = run(capsys, "--quick", "--output", str(quick))
+    assert code == 0 and set(statuses(out).values()) == {"cached"}
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "rlhf"])
+def test_training_stage_under_torchrun_matches_one_process(quick, capsys, stage):
+    """--nproc 2 runs the stage with `gemmaforge VERB --config STAGE_DIR/train.json` under torchrun
+    (2 gloo ranks, DDP), under the same key, and trains the same model as the single process did."""
+    code, out, _ = run(capsys, "--quick", "--output", str(quick), "--nproc", "2", "--only", stage)
+    assert code == 0 and statuses(out) == {stage: "ran"}
+    new = next(p for p in (quick / "stages").glob(f"{stage}-*") if not p.name.endswith(".previous"))
+    one, two = _summary(new.with_name(new.name + ".previous")), _summary(new)
+    assert json.loads((new / "train.json").read_text())["out_dir"] == str(new / "run")
+    newest = sorted((new / "run" / "checkpoints").iterdir())[-1]
+    assert json.loads((newest / "trainer.json").read_text())["world_size"] == 2
+    assert two["steps"] == one["steps"]
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4, abs=1e-5)
+
+
+def test_killed_training_stage_resumes_at_its_checkpoint(quick, tmp_path, capsys):
+    """kill -9 of the pipeline in the middle of `pretrain` (a longer run of it, under its own key),
+    then the same command again: the stage resumes from its newest checkpoint, not from step 0."""
+    (tmp_path / "long.toml").write_text("[pretrain.train]\nmax_steps = 30\n[pretrain.checkpoint]\ninterval = 3\n")
+    command = ["pipeline", "--quick", "--no-progress", "--output", str(quick), "--config", str(tmp_path / "long.toml"),
+               "--only", "pretrain"]
+    proc = subprocess.Popen([sys.executable, "-m", "gemmaforge", *command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    graph = stages(None)
+    key = stage_keys(graph, load_config(tmp_path / "long.toml", True, {g.name for g in graph if g.trains}), None)
+    stage = quick / "stages" / f"pretrain-{key['pretrain']}"
+    deadline = time.monotonic() + 300
+    try:
+        while not list(stage.glob("run/checkpoints/step-*")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the stage finished before its first checkpoint was seen"
+    killed_at = max(int(d.name.split("-")[-1]) for d in (stage / "run" / "checkpoints").glob("step-*"))
+    assert not (stage / "done.json").exists() and 3 <= killed_at < 30
+    code, out, _ = run(capsys, *command[2:])
+    assert code == 0 and statuses(out) == {"pretrain": "resumed"}
+    summary = _summary(stage)
+    assert summary["resumed_from"] == killed_at and summary["steps"] == 30

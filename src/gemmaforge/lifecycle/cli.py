@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..util.argtypes import POSITIVE
+
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
@@ -18,6 +20,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                    help="post-train this model (e.g. gemma3-270m, with LoRA) instead of a tokenizer and pre-training")
     p.add_argument("--data-backend", choices=("local", "ray"), default="local",
                    help="how the data stage runs: local processes or ray.data (same shards either way)")
+    p.add_argument("--nproc", type=POSITIVE, default=1, metavar="N",
+                   help="processes per training stage: N > 1 launches pretrain, sft, reward and rlhf under torchrun "
+                        "(DDP; gloo on CPU) from the same config")
     p.add_argument("--human", action="store_true", help="collect the preference pairs on the rating page")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
@@ -27,7 +32,7 @@ def pipeline_main(args: argparse.Namespace) -> int:
 
     states = run_pipeline(PipelineOptions(args.output, args.config, args.quick, args.start, args.only, args.base,
                                           human=args.human, data_backend=args.data_backend,
-                                          progress=args.progress))
+                                          nproc=args.nproc, progress=args.progress))
     for name, st in states.items():
         print(f"{name:10s} {st['status']:8s} {st['dir']}")
     print(f"report: {args.output / 'report.html'} (and report.json)")

@@ -54,10 +54,12 @@ def merge_stage(base: dict[str, Any], over: dict[str, Any], stage: str, trains: 
     return out
 
 
-def load_config(path: str | Path | None, quick: bool, training_stages: set[str]) -> dict[str, Any]:
-    """The effective config: default, then quick, then the user's file."""
+def load_config(path: str | Path | None, quick: bool, training_stages: set[str], base: bool = False) -> dict[str, Any]:
+    """The effective config: default, then quick, then (with --base) the real model's settings
+    (base.toml, and quick-base.toml with --quick), then the user's file."""
     config = embedded("default.toml")
-    layers = [embedded("quick.toml")] if quick else []
+    names = ["quick.toml"] * quick + ["base.toml"] * base + ["quick-base.toml"] * (quick and base)
+    layers = [embedded(name) for name in names]
     if path is not None:
         layers.append(configfile.read_table(path, PipelineError))
     for layer in layers:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..util.paths import write_atomic
 from .errors import PipelineError
+from .launch import Launch
 
 LAYOUT_VERSION = 1  # bump when a run directory's layout changes incompatibly
 RUN_FILE = "pipeline.json"
@@ -46,6 +47,7 @@ class Context:
     resume: bool
     base: str | None  # `--base`: a shipped model post-trained instead of pre-training one
     data_backend: str = "local"  # how `data` runs (not in the key: both backends give the same shards)
+    launch: Launch = Launch()  # how training stages run (not in the key: the same steps either way)
 
     @property
     def section(self) -> dict[str, Any]:

@@ -166,7 +166,7 @@ def _stage_html(name: str, st: dict[str, Any]) -> str:
     else:
         keys = ("parameters", "trainable_parameters", "steps", "train_loss", "val_loss", "tokens_trained")
         rows = [[k, _num(s[k])] for k in keys if s.get(k) is not None]
-        if name == "reward" and s.get("validation"):
+        if name in ("reward", "dpo") and s.get("validation"):
             rows += [[f"validation {k}", _num(v)] for k, v in s["validation"].items()]
         for label in ("held_out_before", "held_out_after"):
             if s.get(label):

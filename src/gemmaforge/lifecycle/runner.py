@@ -14,6 +14,8 @@ from tqdm import tqdm
 from .config import load_config
 from .errors import PipelineError
 from .graph import DONE, Context, finished, mark_done, open_run, plan, set_aside, stage_dir, stage_keys
+from .launch import Launch
+from .stages import POLICY_STAGES, policy_stage
 from .stages import stages as build_stages
 
 
@@ -27,6 +29,7 @@ class PipelineOptions:
     base: str | None = None  # --base gemma3-270m
     human: bool = False
     data_backend: str = "local"  # --data-backend: local processes or ray.data
+    nproc: int = 1  # --nproc: processes per training stage (torchrun when > 1)
     progress: bool = True
 
 
@@ -34,8 +37,10 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     """Run (or continue) the pipeline; returns {stage: {"dir", "status", "record"}} and writes the report."""
     import torch
 
-    graph = build_stages(opts.base)
-    config = load_config(opts.config, opts.quick, {s.name for s in graph if s.trains})
+    trains = {s.name for p in POLICY_STAGES.values() for s in build_stages(opts.base, p) if s.trains}
+    config = load_config(opts.config, opts.quick, trains, opts.base is not None)
+    policy = policy_stage(config)
+    graph = build_stages(opts.base, policy)
     if opts.human:  # a config key like any other, so human and AI pairs are cached apart
         config["prefs"]["human"] = True
     todo, forced = plan(graph, opts.start, opts.only)
@@ -44,18 +49,19 @@ def run_pipeline(opts: PipelineOptions) -> dict[str, Any]:
     open_run(opts.output)
     dirs = {s.name: stage_dir(opts.output, s, keys[s.name]) for s in graph}
     torch.set_num_threads(config["run"]["threads"])
+    launch = Launch(opts.nproc, config["run"]["threads"])
     states: dict[str, Any] = {}
     bar = tqdm(total=len(todo), desc="pipeline", unit="stage", position=0, disable=not opts.progress,
                bar_format="{desc} {n_fmt}/{total_fmt} stages |{bar}| {elapsed} elapsed, ETA {remaining}")
     try:
         for k, s in enumerate(todo, 1):
             bar.set_description(f"pipeline: stage {k}/{len(todo)} {s.name}")
-            states[s.name] = _run_stage(s, graph, dirs, config, opts, s.name in forced, keys[s.name])
+            states[s.name] = _run_stage(s, graph, dirs, config, opts, s.name in forced, keys[s.name], launch)
             bar.update(1)
     finally:
         bar.close()
     _write_state(opts.output, graph, dirs, keys, config, opts)
-    _link_final_model(opts.output, dirs["rlhf"])
+    _link_final_model(opts.output, dirs[policy])
     from .report import write_report
 
     write_report(opts.output, graph, dirs, config, opts)
@@ -79,33 +85,33 @@ def _check_train_configs(graph, config: dict[str, Any]) -> None:
 
 
 def _run_stage(s, graph, dirs: dict[str, Path], config, opts: PipelineOptions, forced: bool,
-               key: str) -> dict[str, Any]:
+               key: str, launch: Launch) -> dict[str, Any]:
     out = dirs[s.name]
     by_name = {g.name: g for g in graph}
     missing = [i for i in s.inputs if finished(dirs[i], by_name[i]) is None]
     if missing:
         raise PipelineError(f"stage {s.name} needs {', '.join(missing)}, which has not finished with this config; "
                             f"run without --only, or --from {missing[0]}")
-    if forced:
-        set_aside(out)
-    elif (record := finished(out, s)) is not None:
-        return {"dir": str(out), "status": "cached", "record": record}
+    if (record := finished(out, s)) is not None:
+        if not forced:
+            return {"dir": str(out), "status": "cached", "record": record}
+        set_aside(out)  # a forced re-run of a finished stage; an interrupted one resumes either way
     resume = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = s.run(Context(s, config, out, {i: dirs[i] for i in s.inputs}, resume, opts.base,
-                             opts.data_backend))
+                             opts.data_backend, launch))
     record = mark_done(out, summary, time.perf_counter() - started, key)
     return {"dir": str(out), "status": "resumed" if resume else "ran", "record": record}
 
 
-def _link_final_model(run: Path, rlhf: Path) -> None:
-    """RUN/model points at the finished RLHF model of this config: `gemmaforge chat --model RUN/model`."""
-    if not (rlhf / DONE).exists():
+def _link_final_model(run: Path, policy: Path) -> None:
+    """RUN/model points at the finished policy (RLHF or DPO) of this config: `gemmaforge chat --model RUN/model`."""
+    if not (policy / DONE).exists():
         return
     tmp = run / ".model.link"
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(rlhf.relative_to(run) / "model")
+    tmp.symlink_to(policy.relative_to(run) / "model")
     tmp.replace(run / "model")  # atomic: the link is always whole
 
 

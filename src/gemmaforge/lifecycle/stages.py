@@ -17,6 +17,7 @@ from ..train.sft import DEFAULT_SET
 from ..util.paths import write_atomic
 from .errors import PipelineError
 from .graph import Context, Stage
+from .launch import train
 
 EXAMPLES = 3  # examples kept per reason in the report
 
@@ -124,7 +125,7 @@ def run_pretrain(ctx: Context) -> dict[str, Any]:
     ctx_model = dataclasses.replace(ctx, config={**ctx.config, "pretrain": section})
     config = train_config(ctx_model, ctx.out / "run", None, train=str(ctx.inputs["data"] / "shards"),
                           seq_len=ctx.config["data"]["seq_len"])
-    summary = pretrain(config, resume=ctx.resume)
+    summary = train(config, "pretrain", ["pretrain"], pretrain, ctx.resume, ctx.out, ctx.launch)
     export(Path(summary["checkpoint"]), ctx.out / "model", tok)
     return summary
 
@@ -193,7 +194,7 @@ def run_sft(ctx: Context) -> dict[str, Any]:
     start = model_of(ctx, "pretrain")
     config = train_config(ctx, ctx.out / "run", start, train=str(ctx.inputs["safety"] / "train.jsonl"),
                           tokenizer=start, seq_len=ctx.config["data"]["seq_len"], pack=False)
-    summary = sft(config, resume=ctx.resume)
+    summary = train(config, "sft", ["sft"], sft, ctx.resume, ctx.out, ctx.launch)
     shutil.copytree(Path(summary["model"]), ctx.out / "model", dirs_exist_ok=True)
     return summary
 
@@ -249,7 +250,7 @@ def run_reward(ctx: Context) -> dict[str, Any]:
     start = model_of(ctx, "sft")
     config = train_config(ctx, ctx.out / "run", start, train=str(ctx.inputs["prefs"] / "pairs.jsonl"),
                           tokenizer=start, seq_len=ctx.config["data"]["seq_len"])
-    return reward_train(config, resume=ctx.resume)
+    return train(config, "reward", ["reward", "train"], reward_train, ctx.resume, ctx.out, ctx.launch)
 
 
 # -- RLHF ------------------------------------------------------------------------------------
@@ -266,13 +267,33 @@ def run_rlhf(ctx: Context) -> dict[str, Any]:
     section["rl"] = rl
     start = model_of(ctx, "sft")
     rctx = dataclasses.replace(ctx, config={**ctx.config, "rlhf": section})
-    summary = rlhf(train_config(rctx, ctx.out / "run", start, tokenizer=start), resume=ctx.resume)
+    summary = train(train_config(rctx, ctx.out / "run", start, tokenizer=start), "rlhf", ["rlhf"], rlhf,
+                    ctx.resume, ctx.out, ctx.launch)
+    shutil.copytree(Path(summary["model"]), ctx.out / "model", dirs_exist_ok=True)
+    return summary
+
+
+# -- DPO (`[rlhf] method = "dpo"`: instead of RL against the reward model) ----------------------
+def run_dpo(ctx: Context) -> dict[str, Any]:
+    from ..train.preference_run import dpo
+
+    start = model_of(ctx, "sft")
+    config = train_config(ctx, ctx.out / "run", start, train=str(ctx.inputs["prefs"] / "pairs.jsonl"),
+                          tokenizer=start, seq_len=ctx.config["data"]["seq_len"])
+    summary = train(config, "dpo", ["dpo"], dpo, ctx.resume, ctx.out, ctx.launch)
     shutil.copytree(Path(summary["model"]), ctx.out / "model", dirs_exist_ok=True)
     return summary
 
 
 # -- evaluation ------------------------------------------------------------------------------
-MODEL_STAGES = ("pretrain", "sft", "rlhf")
+POLICY_STAGES = {"rl": "rlhf", "dpo": "dpo"}  # [rlhf] method -> the stage that tunes the policy last
+
+
+def policy_stage(config: dict[str, Any]) -> str:
+    method = config["rlhf"]["method"]
+    if method not in POLICY_STAGES:
+        raise PipelineError(f"config key rlhf.method: {method!r} is not one of {', '.join(POLICY_STAGES)}")
+    return POLICY_STAGES[method]
 
 
 def run_eval_stage(ctx: Context) -> dict[str, Any]:
@@ -284,7 +305,7 @@ def run_eval_stage(ctx: Context) -> dict[str, Any]:
     s, run = ctx.section, ctx.config["run"]
     results: dict[str, Any] = {}
     samples: dict[str, list[str]] = {}
-    for stage in MODEL_STAGES:
+    for stage in ("pretrain", "sft", policy_stage(ctx.config)):
         source = model_of(ctx, stage)
         res = run_eval(source, s["tasks"], limit=s["limit"], output_dir=str(ctx.out / stage),
                        threads=run["threads"], batch_size=8)
@@ -298,8 +319,9 @@ def run_eval_stage(ctx: Context) -> dict[str, Any]:
     return {"results": results, "samples": samples, "prompts": run["sample_prompts"]}
 
 
-def stages(base: str | None) -> list[Stage]:
-    """The graph; with --base the tokenizer and pre-training come from the shipped model."""
+def stages(base: str | None, policy: str = "rlhf") -> list[Stage]:
+    """The graph; with --base the tokenizer and pre-training come from the shipped model. `policy`
+    (`policy_stage(config)`) is the last training stage: `rlhf`, or `dpo` on the preference pairs."""
     trained = ("run",)
     graph = [
         Stage("tokenizer", (), run_tokenizer, (TOKENIZER_FILE,), reads=("data.max_docs",)),
@@ -311,10 +333,9 @@ def stages(base: str | None) -> list[Stage]:
         Stage("prefs", ("pretrain", "sft"), run_prefs, ("pairs.jsonl",)),
         Stage("reward", ("sft", "prefs"), run_reward, trained, trains=True),
         Stage("rlhf", ("sft", "reward"), run_rlhf, ("model", *trained), trains=True),
-        Stage("eval", ("pretrain", "sft", "rlhf"), run_eval_stage, ()),
+        Stage("dpo", ("sft", "prefs"), run_dpo, ("model", *trained), trains=True),
+        Stage("eval", ("pretrain", "sft", policy), run_eval_stage, ()),
     ]
-    if base is None:
-        return graph
-    drop = {"tokenizer", "data", "pretrain"}
+    drop = {"rlhf", "dpo"} - {policy} | ({"tokenizer", "data", "pretrain"} if base is not None else set())
     return [dataclasses.replace(s, inputs=tuple(i for i in s.inputs if i not in drop))
             for s in graph if s.name not in drop]
