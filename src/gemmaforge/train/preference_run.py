@@ -26,9 +26,9 @@ from ..util.argtypes import POSITIVE
 from ..weights.sources import CHECKPOINTS, step_dirs
 from .config import TrainConfig
 from .data import StepBatches, eval_batches
-from .distributed import DistInfo, init_distributed, shutdown
+from .distributed import DistInfo
 from .errors import TrainError
-from .launch import add_run_arguments, run_verb, training_tokenizer
+from .launch import add_run_arguments, in_process_group, run_verb, training_tokenizer
 from .loop import Trainer
 from .modules import ModelWithHead, backbone
 from .preference import DpoObjective, RewardObjective, reference_logprobs
@@ -59,48 +59,50 @@ def _items(config: TrainConfig, tok: Any) -> tuple[torch.Tensor, torch.Tensor | 
     return items[order[n_val:]], val, info
 
 
-def _run(config: TrainConfig, resume: bool, kind: str,
-         build: Callable[[nn.Module, torch.Tensor, DistInfo], tuple[nn.Module, Any]]) -> dict[str, Any]:
-    info = init_distributed(config.train.device)
-    try:
-        started = time.perf_counter()
-        tok = training_tokenizer(config, required_by=f"{kind} training")
-        train_items, val_items, data_info = _items(config, tok)
-        t = config.train
-        if len(train_items) < t.global_batch:
-            raise TrainError(f"train.global_batch: {t.global_batch} pairs a step, but only {len(train_items)} "
-                             "training pairs fit data.seq_len")
-        gemma = initial_model(config, info)
-        if tok.vocab_size > gemma.config.vocab_size:
-            raise TrainError(f"data.tokenizer: {tok.vocab_size} pieces, more than the model's "
-                             f"{gemma.config.vocab_size}")
-        every = train_items if val_items is None else torch.cat([train_items, val_items])
-        model, objective = build(gemma, every, info)  # DPO's reference covers the validation pairs too
-        data = StepBatches(Rows(train_items), t.global_batch, t.micro_batch, config.data.seed, info.rank,
-                           info.world_size)
-        validation = None if val_items is None or not len(val_items) else LossValidation(
-            objective, eval_batches(Rows(val_items), len(val_items), t.micro_batch, info.rank, info.world_size),
-            info.device)
-        out = Path(config.out_dir)
-        trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
-        if info.is_main:
-            tok.save(out)  # the run carries its tokenizer: `--model RUN` works for scoring and chat
-        result = trainer.fit(resume)
-        summary = {"kind": kind, "out_dir": config.out_dir, "steps": result.step, "train_loss": result.train_loss,
-                   "val_loss": result.val_loss, "parameters": trainer.n_params,
-                   "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                   "data": data_info, "wall_s": time.perf_counter() - started, "train_s": result.wall_s,
-                   "pairs_trained": result.tokens, "checkpoint": str(result.checkpoint),
-                   "resumed_from": result.resumed_from}
-        if validation is not None:
-            summary["validation"] = validation.evaluate(model.eval())
-        if info.is_main:
-            if kind == "dpo":
-                summary["model"] = str(export(result.checkpoint, out / "model", tok))
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
-    finally:
-        shutdown()
+Build = Callable[[nn.Module, torch.Tensor, DistInfo], tuple[nn.Module, Any]]  # (model, objective) from the Gemma
+
+
+def _run(config: TrainConfig, resume: bool, kind: str, build: Build) -> dict[str, Any]:
+    return in_process_group(config, lambda info: _train(config, resume, kind, build, info))
+
+
+def _train(config: TrainConfig, resume: bool, kind: str, build: Build, info: DistInfo) -> dict[str, Any]:
+    started = time.perf_counter()
+    tok = training_tokenizer(config, required_by=f"{kind} training")
+    train_items, val_items, data_info = _items(config, tok)
+    t = config.train
+    if len(train_items) < t.global_batch:
+        raise TrainError(f"train.global_batch: {t.global_batch} pairs a step, but only {len(train_items)} "
+                         "training pairs fit data.seq_len")
+    gemma = initial_model(config, info)
+    if tok.vocab_size > gemma.config.vocab_size:
+        raise TrainError(f"data.tokenizer: {tok.vocab_size} pieces, more than the model's "
+                         f"{gemma.config.vocab_size}")
+    every = train_items if val_items is None else torch.cat([train_items, val_items])
+    model, objective = build(gemma, every, info)  # DPO's reference covers the validation pairs too
+    data = StepBatches(Rows(train_items), t.global_batch, t.micro_batch, config.data.seed, info.rank,
+                       info.world_size)
+    validation = None if val_items is None or not len(val_items) else LossValidation(
+        objective, eval_batches(Rows(val_items), len(val_items), t.micro_batch, info.rank, info.world_size),
+        info.device)
+    out = Path(config.out_dir)
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
+    if info.is_main:
+        tok.save(out)  # the run carries its tokenizer: `--model RUN` works for scoring and chat
+    result = trainer.fit(resume)
+    summary = {"kind": kind, "out_dir": config.out_dir, "steps": result.step, "train_loss": result.train_loss,
+               "val_loss": result.val_loss, "parameters": trainer.n_params,
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "data": data_info, "wall_s": time.perf_counter() - started, "train_s": result.wall_s,
+               "pairs_trained": result.tokens, "checkpoint": str(result.checkpoint),
+               "resumed_from": result.resumed_from}
+    if validation is not None:
+        summary["validation"] = validation.evaluate(model.eval())
+    if info.is_main:
+        if kind == "dpo":
+            summary["model"] = str(export(result.checkpoint, out / "model", tok))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def reward_train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
