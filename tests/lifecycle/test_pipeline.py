@@ -20,8 +20,10 @@ import pytest
 
 from gemmaforge.cli import main
 from gemmaforge.lifecycle.config import load_config
+from gemmaforge.lifecycle.errors import PipelineError
 from gemmaforge.lifecycle.graph import LAYOUT_VERSION, RUN_FILE, stage_keys
-from gemmaforge.lifecycle.stages import stages
+from gemmaforge.lifecycle.launch import split_batch
+from gemmaforge.lifecycle.stages import policy_stage, stages
 
 ROOT = Path(__file__).parents[2]
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
@@ -89,6 +91,27 @@ def test_changing_one_stage_rekeys_it_and_what_follows_only(tmp_path):
     (tmp_path / "e.toml").write_text('[eval]\ntasks = ["arc_easy", "piqa"]\n')  # data decontaminates against them
     c = stage_keys(graph, load_config(tmp_path / "e.toml", True, {s.name for s in graph if s.trains}), None)
     assert [n for n in NAMES if a[n] == c[n]] == ["tokenizer"]
+
+
+def test_dpo_method_replaces_rlhf_and_reads_the_pairs_not_the_reward_model(tmp_path):
+    (tmp_path / "d.toml").write_text('[rlhf]\nmethod = "dpo"\n')
+    (tmp_path / "r.toml").write_text('[rlhf]\nmethod = "dpo"\n[reward.train]\nmax_steps = 3\n')
+    graph = stages(None, "dpo")
+    names = [s.name for s in graph]
+    assert names == [n for n in NAMES if n != "rlhf"][:-1] + ["dpo", "eval"]
+    assert {s.name: s.inputs for s in graph}["dpo"] == ("sft", "prefs")
+    trains = {s.name for s in graph if s.trains}
+    a, b = (stage_keys(graph, load_config(tmp_path / f, True, trains), None) for f in ("d.toml", "r.toml"))
+    assert [n for n in names if a[n] != b[n]] == ["reward"]  # dpo and eval do not read the reward model
+    (tmp_path / "x.toml").write_text('[rlhf]\nmethod = "ppo"\n')
+    with pytest.raises(PipelineError, match="rlhf.method: 'ppo' is not one of rl, dpo"):
+        policy_stage(load_config(tmp_path / "x.toml", True, trains))
+
+
+def test_torchrun_micro_batch_divides_each_ranks_share():
+    assert [split_batch(g, m, 2, "sft") for g, m in ((4, 4), (2, 2), (12, 4), (16, 16))] == [2, 1, 3, 8]
+    with pytest.raises(PipelineError, match=r"\[sft.train\] global_batch = 3 cannot be shared by --nproc 2"):
+        split_batch(3, 1, 2, "sft")
 
 
 def test_from_reruns_the_stage_and_after_keeping_the_old_output(quick, capsys):

@@ -92,10 +92,10 @@ def _run_stage(s, graph, dirs: dict[str, Path], config, opts: PipelineOptions, f
     if missing:
         raise PipelineError(f"stage {s.name} needs {', '.join(missing)}, which has not finished with this config; "
                             f"run without --only, or --from {missing[0]}")
-    if (record := finished(out, s)) is not None:
-        if not forced:
-            return {"dir": str(out), "status": "cached", "record": record}
-        set_aside(out)  # a forced re-run of a finished stage; an interrupted one resumes either way
+    if forced and (out / DONE).exists():  # a forced re-run of a finished stage; an interrupted one resumes
+        set_aside(out)
+    elif (record := finished(out, s)) is not None:
+        return {"dir": str(out), "status": "cached", "record": record}
     resume = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

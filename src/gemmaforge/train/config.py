@@ -185,7 +185,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        table = configfile.read_table(path, TrainError)
+        table = configfile.read_table(path, TrainError, (".toml", ".json"))  # JSON: what `to_dict` writes
         try:
             return cls.from_dict(table)
         except TrainError as e:
