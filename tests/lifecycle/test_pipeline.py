@@ -252,10 +252,11 @@ def test_data_stage_on_ray_writes_the_same_shards(quick, capsys):
     assert code == 0 and set(statuses(out).values()) == {"cached"}
 
 
-@pytest.mark.parametrize("stage", ["sft", "reward", "rlhf"])
+@pytest.mark.parametrize("stage", ["sft", "rlhf"])
 def test_training_stage_under_torchrun_matches_one_process(quick, capsys, stage):
     """--nproc 2 runs the stage with `gemmaforge VERB --config STAGE_DIR/train.json` under torchrun
-    (2 gloo ranks, DDP), under the same key, and trains the same model as the single process did."""
+    (2 gloo ranks, DDP), under the same key, and trains the same model as the single process did.
+    (Not `reward`: the quick run holds out 1 validation pair, which 2 ranks cannot share.)"""
     code, out, _ = run(capsys, "--quick", "--output", str(quick), "--nproc", "2", "--only", stage)
     assert code == 0 and statuses(out) == {stage: "ran"}
     new = next(p for p in (quick / "stages").glob(f"{stage}-*") if not p.name.endswith(".previous"))
