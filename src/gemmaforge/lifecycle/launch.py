@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..util.paths import write_atomic
 from .errors import PipelineError
 
 CONFIG_FILE = "train.json"
@@ -50,8 +51,6 @@ def train(config: Any, stage: str, verb: list[str], run: Callable[[Any, bool], d
         micro = split_batch(config.train.global_batch, config.train.micro_batch, launch.nproc, stage)
         config = config.replace(train={"micro_batch": micro})
     written = directory / CONFIG_FILE
-    from ..util.paths import write_atomic
-
     write_atomic(written, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
     if launch.nproc == 1:
         return run(config, resume)
