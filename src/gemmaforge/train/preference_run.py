@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -171,7 +172,8 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     t.set_defaults(reward_func=lambda args: run_verb(args, reward_train, "reward train"))
     s = sub.add_parser("score", help="score prompt/response JSONL with a trained reward model")
     s.add_argument("--model", required=True, help="a reward run directory or checkpoint")
-    s.add_argument("--input", required=True, help='JSONL lines {"prompt": …, "response": …}')
+    s.add_argument("--input", required=True, help='JSONL lines {"prompt": …, "response": …}, or preference '
+                   'pairs {"prompt": …, "chosen": …, "rejected": …} (both sides scored)')
     s.add_argument("--tokenizer", default=None, help="tokenizer source (default: the run's)")
     s.add_argument("--batch-size", type=POSITIVE, default=8, help="pairs per forward pass")
     s.set_defaults(reward_func=_reward_score_main)
@@ -182,19 +184,32 @@ def reward_main(args: argparse.Namespace) -> int:
 
 
 def _reward_score_main(args: argparse.Namespace) -> int:
+    """Prints each row with its reward(s): {"prompt", "response"} rows get "reward"; preference rows
+    {"prompt", "chosen", "rejected"} get both sides' rewards, and the share of pairs the model ranks
+    as the data does goes to stderr."""
     from ..tokenizer import load_tokenizer
     from ..util.jsonl import read_jsonl
 
     tok = load_tokenizer(args.tokenizer or args.model)
-    rows = []
+    rows, sides = [], []
     for n, r in read_jsonl(args.input, TrainError):
-        if not isinstance(r.get("prompt"), (str, list)) or not isinstance(r.get("response"), str):
-            raise TrainError(f"{args.input}:{n}: expected {{\"prompt\": …, \"response\": …}}")
+        keys = ("chosen", "rejected") if "chosen" in r or "rejected" in r else ("response",)
+        if not isinstance(r.get("prompt"), (str, list)) or not all(isinstance(r.get(k), str) for k in keys):
+            raise TrainError(f"{args.input}:{n}: expected {{\"prompt\": …, \"response\": …}} or "
+                             f"{{\"prompt\": …, \"chosen\": …, \"rejected\": …}} with text responses")
         rows.append(r)
-    rewards = score(load_reward_model(args.model), tok, [r["prompt"] for r in rows], [r["response"] for r in rows],
-                    args.batch_size)
-    for r, value in zip(rows, rewards):
-        print(json.dumps({**r, "reward": round(value, 6)}))
+        sides += [(len(rows) - 1, k) for k in keys]
+    rewards = score(load_reward_model(args.model), tok, [rows[i]["prompt"] for i, _ in sides],
+                    [rows[i][k] for i, k in sides], args.batch_size)
+    for (i, k), value in zip(sides, rewards):
+        rows[i]["reward" if k == "response" else f"{k}_reward"] = round(value, 6)
+    for r in rows:
+        print(json.dumps(r))
+    pairs = [r for r in rows if "chosen_reward" in r]
+    if pairs:
+        agree = sum(r["chosen_reward"] > r["rejected_reward"] for r in pairs)
+        print(f"reward score: chosen above rejected in {agree} of {len(pairs)} pairs ({agree / len(pairs):.1%})",
+              file=sys.stderr)
     return 0
 
 
