@@ -316,10 +316,12 @@ def test_int4_exports_to_q4_1_losslessly_and_gguf_quantizes_block_by_block(tmp_p
         assert torch.equal(back(ids), float_twin(model)(ids))
     # quantize= on a GGUF: rows dequantised a few at a time, same result as quantising the float model
     monkeypatch.setattr(checkpoint, "ROWS", 100)
-    streamed = gf.load_model(path, quantize="int8")
-    whole = gf.quantize(gf.load_model(path), "int8")
-    for k, v in whole.state_dict().items():
-        assert torch.equal(streamed.state_dict()[k], v), k
+    for name in ("int8", "int4"):  # int4: its int8 embedding too
+        streamed = gf.load_model(path, quantize=name)
+        whole = gf.quantize(gf.load_model(path), name)
+        assert scheme_of(streamed) == scheme_of(whole) and streamed.embed.scheme == whole.embed.scheme
+        for k, v in whole.state_dict().items():
+            assert torch.equal(streamed.state_dict()[k], v), k
 
 
 def test_int4_with_int8_embedding_exports_the_table_as_q8_0(tmp_path, monkeypatch):
