@@ -43,7 +43,7 @@ def _check_fits(model: Gemma, scheme: Scheme) -> None:
 def quantize(model: Gemma, scheme: str | Scheme = "int8", group_size: int | None = None,
              embedding: str | None = None) -> Gemma:
     """Quantise `model` in place (and return it): int8 (per channel, or per `group_size` columns)
-    or int4 (asymmetric, error-minimising scales in groups of `group_size`, default 32, two codes
+    or int4 (asymmetric, error-minimising scales in groups of `group_size`, default 16, two codes
     per byte). `embedding` is the tied embedding's scheme: by default int8 per row for both (an
     int4 table costs int4 models most of their quality loss; docs/quantize.md), or "int4"."""
     s = scheme if isinstance(scheme, Scheme) else Scheme.make(scheme, group_size, embedding)

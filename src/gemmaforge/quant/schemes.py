@@ -5,7 +5,7 @@ per group of `group_size` columns.
 int4: asymmetric, w ≈ q * scale + zero with q in [0, 15], two codes packed per byte as GGUF's Q4
 blocks do (byte j of a group: column j in the low nibble, column j + group_size/2 in the high one,
 so unpacking yields contiguous halves, which compiled kernels vectorise); a float16 scale and zero
-per group of `group_size` columns (default 32). The scale and zero either span the group's min..max
+per group of `group_size` columns (default 16). The scale and zero either span the group's min..max
 ("minmax", GGUF's Q4_1) or minimise the weighted squared error over a grid of candidate ranges
 ("mse", the search of llama.cpp's make_qkx2_quants for Q4_K; the default).
 A model-level scheme may give the tied embedding (also the output projection) its own scheme:
@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InputError
 
-DEFAULT_GROUP = {"int8": None, "int4": 32}  # int8 per channel; int4 in groups of 32 (as GGUF's Q4 blocks)
+DEFAULT_GROUP = {"int8": None, "int4": 16}  # int8 per channel; int4 in groups of 16 (32 misses the quality goal)
 ROUNDINGS = {"int8": ("absmax",), "int4": ("mse", "minmax")}  # the first is the default
 DEFAULT_EMBEDDING = {"int8": "int8", "int4": "int8"}  # the tied embedding's scheme by default
 SEARCH_ROWS = 4096  # rows searched at a time by the "mse" rounding (bounded scratch memory)
