@@ -44,8 +44,9 @@ def quantize(model: Gemma, scheme: str | Scheme = "int8", group_size: int | None
              embedding: str | None = None) -> Gemma:
     """Quantise `model` in place (and return it): int8 (per channel, or per `group_size` columns)
     or int4 (asymmetric, error-minimising scales in groups of `group_size`, default 16, two codes
-    per byte). `embedding` is the tied embedding's scheme: by default int8 per row for both (an
-    int4 table costs int4 models most of their quality loss; docs/quantize.md), or "int4"."""
+    per byte). `embedding` is the tied embedding's scheme, "int8" (per row) by default for both
+    schemes, or "int4" (the layers' int4): an int4 table costs more quality than all the int4
+    layers together (docs/quantize.md)."""
     s = scheme if isinstance(scheme, Scheme) else Scheme.make(scheme, group_size, embedding)
     if (already := scheme_of(model)) is not None:
         raise InputError(f"the model is already quantised ({already}); load the float model again to "
