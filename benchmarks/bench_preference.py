@@ -236,7 +236,7 @@ def main() -> None:
              "(gemma3-270m, float32)\n",
              f"`python benchmarks/bench_preference.py --threads {s['threads']}` — {s['batch']} hhh_alignment pairs a "
              f"step (both sides), up to {s['seq']} tokens, LoRA and optimiser settings of configs/reward-lora.toml "
-             f"and configs/dpo-lora.toml, activation checkpointing {'on' if s['checkpointing'] else 'off'} on both, "
+             f"and configs/dpo-lora.toml, activation checkpointing {'on' if s['checkpointing'] else 'off'} for both, "
              f"{s['steps']} timed steps after {s['warmup']} warm-up, {s['threads']} thread(s), {s['rounds']} "
              "alternating rounds of each engine in its own process.\n",
              "| task | TRL tokens/s | gemmaforge tokens/s | speed-up | TRL peak RSS (MB) | "

@@ -174,7 +174,7 @@ def main() -> None:
         "# LoRA SFT: gemmaforge vs TRL SFTTrainer + peft (gemma3-270m, float32)\n\n"
         f"`python benchmarks/bench_sft.py --threads {args.threads}` — {args.batch} rows x up to {args.seq} tokens "
         f"a step, LoRA r{RANK} on {len(TARGETS)} projections, activation checkpointing "
-        f"{'on' if args.checkpointing else 'off'} on both, {args.steps} timed steps after {args.warmup} warm-up, "
+        f"{'on' if args.checkpointing else 'off'} for both, {args.steps} timed steps after {args.warmup} warm-up, "
         f"{args.rounds} alternating rounds of each engine in its own process.\n\n"
         "| | TRL | gemmaforge | ratio |\n|---|---|---|---|\n"
         f"| tokens/s | {r['trl']['tokens_per_s']:.1f} | {r['gemmaforge']['tokens_per_s']:.1f} | "
