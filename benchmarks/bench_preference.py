@@ -29,10 +29,10 @@ from pathlib import Path
 
 from side_by_side import alternate, load_note, peak_rss_mb
 
+from gemmaforge.rate.prefs import SHIPPED_HHH
 from gemmaforge.util.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_HHH = Path("/tmp/safety_dl/bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment")
 TASKS = ("reward", "dpo")
 
 
@@ -192,7 +192,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="runs of each engine, alternating")
     ap.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
                     help="no activation checkpointing on either side")
-    ap.add_argument("--hhh", type=Path, default=DEFAULT_HHH, help="bigbench's hhh_alignment folder")
+    ap.add_argument("--hhh", type=Path, default=SHIPPED_HHH, help="bigbench's hhh_alignment folder")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_preference"))
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
