@@ -1,7 +1,8 @@
 """Prompt-lookup speculative decoding against plain greedy decoding, gemma3-270m, in one run.
 
 The prompts ask the model to edit a text it is given (fix typos, rename a variable in code), so its
-reply repeats much of its input: drafts copied from the prompt are often right. An open-ended prompt
+continuation repeats much of its input: drafts copied from the prompt are often right. gemma3-270m is
+a base model, so the prompts are completions, not chat turns. An open-ended prompt
 shows what speculation costs when they are not. Each prompt is decoded plainly and with
 `speculative="prompt-lookup"`, alternately; the outputs must be identical token for token.
 
@@ -19,16 +20,16 @@ from pathlib import Path
 
 from gemmaforge.util.machine import cpu_name
 
-TYPOS = ("Fix the spelling mistakes in this text and write out the whole corrected text:\n\n"
+TYPOS = ("Text with spelling mistakes:\n"
          "The comittee met on Tuesday to discus the new budjet. After a long debate, the members agred to "
          "increse funding for the libary and to repair the bridge over the river before the winter. The "
          "mayor thanked every one for there hard work and said the town would recieve the first payments "
-         "in Febuary.")
-CODE = ("Rename the variable `x` to `total` in this function and return the whole function:\n\n"
-        "```python\ndef sum_even(values):\n    x = 0\n    for v in values:\n        if v % 2 == 0:\n"
-        "            x += v\n    return x\n\n\ndef mean(values):\n    if not values:\n        return 0.0\n"
-        "    return sum(values) / len(values)\n```")
-OPEN = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+         "in Febuary.\n\nThe same text with the spelling corrected:\n")
+CODE = ("A Python module:\n\n```python\ndef sum_even(values):\n    x = 0\n    for v in values:\n"
+        "        if v % 2 == 0:\n            x += v\n    return x\n\n\ndef mean(values):\n    if not values:\n"
+        "        return 0.0\n    return sum(values) / len(values)\n```\n\n"
+        "The same module with the variable `x` renamed to `total`:\n\n```python\n")
+OPEN = "The history of the city of Rome begins"
 PROMPTS = {"fix typos": TYPOS, "edit code": CODE, "open-ended (control)": OPEN}
 
 
@@ -62,7 +63,7 @@ def main() -> None:
     decode(model, tok.encode("Hello"), 8, stop_ids, "prompt-lookup")  # warm-up
     rows = {}
     for name, text in PROMPTS.items():
-        ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True))
+        ids = tok.encode(text)
         n = args.new_tokens if name != "open-ended (control)" else args.new_tokens // 2
         plain_s, plain, _ = decode(model, ids, n, stop_ids, None)
         spec_s, spec, stats = decode(model, ids, n, stop_ids, "prompt-lookup")
@@ -90,7 +91,7 @@ def markdown(r: dict) -> str:
     lines = [f"# Prompt-lookup speculative decoding: gemma3-270m, float32, {r['threads']} thread(s)",
              f"CPU: {r['cpu']}; versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), "",
              r["note"], "",
-             f"Greedy, batch 1, chat format, up to {r['new_tokens']} new tokens (the control: half); drafts of up "
+             f"Greedy, batch 1, completion prompts, up to {r['new_tokens']} new tokens (the control: half); drafts of up "
              f"to {s['num_tokens']} tokens after n-grams of {s['max_ngram']} down to {s['min_ngram']}. Decode "
              "time only (the prefill is the same for both). Output identical token for token in every row.", "",
              "| prompt | prompt tokens | new tokens | plain tok/s | prompt lookup tok/s | speed-up | "

@@ -95,6 +95,7 @@ def test_chat_with_a_kept_cache_replies_as_without_speculation():
         session = gf.ChatSession(model, ChatBytes(), max_new_tokens=10, speculative=spec)
         replies[spec] = ["".join(session.send(text)) for text in ("abab", "abcabc", "xy")]
     assert replies["prompt-lookup"] == replies[None]
+    assert 0 < session.stats.accepted < session.stats.drafted and session.stats.tokens <= 30
 
 
 def test_ring_cache_rolls_back_within_its_spare_slots_exactly():
