@@ -60,6 +60,15 @@ def test_sampling_and_repetition_penalty_give_the_same_stream(sampling):
     assert torch.allclose(torch.tensor(dec.logprobs[0]), torch.tensor(ref.logprobs[0]), atol=1e-5)
 
 
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_quantised_models_decode_the_same_with_and_without_speculation(scheme):
+    """The verify pass runs the multi-token (prefill) kernels, plain decoding the one-token ones."""
+    model = gf.quantize(random_gemma("tiny-gemma3", std=0.1), scheme)
+    prompt = repeating_prompt(0, model.config.vocab_size)
+    spec, dec = run(model, prompt, 32, speculative="prompt-lookup")
+    assert spec == run(model, prompt, 32)[0] and dec.stats.accepted > 0
+
+
 def test_stop_ids_and_every_max_new_tokens_end_where_plain_decoding_does():
     model = random_gemma("tiny-gemma3", std=0.1)
     prompt = repeating_prompt(1, model.config.vocab_size)
