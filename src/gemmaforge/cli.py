@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GemmaForgeError, InputError
-from .inference.speculative_cli import add_speculative_arguments, speculative_settings
 from .quant.cli import add_gguf_type_argument, add_quantize_arguments
 from .util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT, PROBABILITY, Parser
 
@@ -105,6 +104,7 @@ def _generate(args: argparse.Namespace) -> None:
     from .inference.generate import generate, stream
 
     from .inference.speculative import SpeculationStats
+    from .inference.speculative_cli import speculative_settings
 
     s, spec = _sampling(args), speculative_settings(args)  # bad settings fail before the model loads
     if spec and len(args.prompt) > 1:
@@ -128,6 +128,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 def _chat(args: argparse.Namespace) -> None:
     from .inference.chat_session import ChatSession
+    from .inference.speculative_cli import speculative_settings
 
     sampling, spec = _sampling(args), speculative_settings(args)
     model, tok = _load(args)
@@ -220,6 +221,8 @@ def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .inference.speculative_cli import add_speculative_arguments
+
     parser = Parser(prog="gemmaforge", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
 
