@@ -35,9 +35,10 @@ def repeating_prompt(seed: int, vocab: int) -> list[int]:
 
 def test_greedy_tokens_equal_plain_decoding_and_drafts_are_rolled_back(tiny_name):
     """tiny-gemma2/3 have a window of 8: verifying drafts writes across the ring and rolls back in it."""
-    model = random_gemma(tiny_name, std=0.1)
     total = SpeculationStats()
-    for seed, lookup in enumerate([PromptLookup(), PromptLookup(num_tokens=3, max_ngram=4, min_ngram=2)]):
+    lookups = [PromptLookup(), PromptLookup(num_tokens=3, max_ngram=4, min_ngram=2), PromptLookup(6, max_ngram=1)]
+    for seed, (std, lookup) in enumerate((std, lookup) for std in (0.1, 0.3) for lookup in lookups):
+        model = random_gemma(tiny_name, std=std)  # small weights loop, larger ones wander
         prompt = repeating_prompt(seed, model.config.vocab_size)
         plain, _ = run(model, prompt, 32)
         spec, dec = run(model, prompt, 32, speculative=lookup)
@@ -172,3 +173,14 @@ def test_real_gemma3_greedy_is_identical_across_the_512_token_window():
     spec, dec = run(model, ids, 48, stop_ids=[tok.eos_id, tok.end_of_turn_id], speculative="prompt-lookup")
     assert spec == plain and len(plain) == 48
     assert dec.stats.accepted > 0 and dec.stats.forwards < 24
+
+
+def test_stats_count_every_accepted_draft_even_in_the_last_pass():
+    """Every pass yields its accepted drafts plus one token of the model's own, but the last pass may
+    end (at max_new_tokens) on an accepted draft; the prefill yields the first token."""
+    model = random_gemma("tiny-gemma3", std=0.1)
+    for seed in range(3):
+        out, dec = run(model, repeating_prompt(seed, model.config.vocab_size), 17, speculative=PromptLookup(4))
+        s = dec.stats
+        assert s.tokens == len(out) == 17 and s.accepted > 0
+        assert s.tokens - 1 - s.accepted in (s.forwards - 1, s.forwards)

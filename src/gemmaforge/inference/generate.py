@@ -174,12 +174,13 @@ class Decoder:
                 _, out = self._pick(logits[:, i].float(), seen, generators)
                 yield out
                 index.append(out[0])
+                hit = i < len(drafts) and out[0] == drafts[i]
                 self.stats.tokens += 1
+                self.stats.accepted += hit
                 if self.done[0] or self.stats.tokens == self.max_new_tokens:
                     return
-                if i == len(drafts) or out[0] != drafts[i]:
+                if not hit:
                     break
-            self.stats.accepted += i
             del fed[len(fed) - len(drafts) + i:]  # the rejected drafts
             cache.truncate(len(fed))
             drafts = index.draft(self.max_new_tokens - self.stats.tokens - 1, self.stop_ids)  # room in the cache
