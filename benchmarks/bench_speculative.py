@@ -91,8 +91,8 @@ def markdown(r: dict) -> str:
     lines = [f"# Prompt-lookup speculative decoding: gemma3-270m, float32, {r['threads']} thread(s)",
              f"CPU: {r['cpu']}; versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items()), "",
              r["note"], "",
-             f"Greedy, batch 1, completion prompts, up to {r['new_tokens']} new tokens (the control: half); drafts of up "
-             f"to {s['num_tokens']} tokens after n-grams of {s['max_ngram']} down to {s['min_ngram']}. Decode "
+             f"Greedy, batch 1, completion prompts, up to {r['new_tokens']} new tokens (the control: half); drafts "
+             f"of up to {s['num_tokens']} tokens after n-grams of {s['max_ngram']} down to {s['min_ngram']}. Decode "
              "time only (the prefill is the same for both). Output identical token for token in every row.", "",
              "| prompt | prompt tokens | new tokens | plain tok/s | prompt lookup tok/s | speed-up | "
              "accepted / drafted | forward passes (plain -> lookup) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -12,7 +12,6 @@ from gemmaforge.inference.speculative import NgramIndex, PromptLookup, Speculati
 from gemmaforge.kv_cache import KVCache
 
 
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """Token equality is what is tested, not speed; on a shared machine one thread is far faster."""

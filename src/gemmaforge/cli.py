@@ -102,7 +102,6 @@ def _sampling(args: argparse.Namespace):
 
 def _generate(args: argparse.Namespace) -> None:
     from .inference.generate import generate, stream
-
     from .inference.speculative import SpeculationStats
     from .inference.speculative_cli import speculative_settings
 
