@@ -131,7 +131,8 @@ def run_one(scheme: str, args) -> tuple[dict, list[list[int]], int]:
     mean, count = nll(model, seqs)
     start = time.perf_counter()
     continuation = greedy(model, prompts, args.new_tokens)
-    result = {"scheme": str(scheme_of(model) or "float32"), "load_s": load_s, "nll": mean, "tokens": count, "generate_s": time.perf_counter() - start,
+    result = {"scheme": str(scheme_of(model) or "float32"), "load_s": load_s, "nll": mean, "tokens": count,
+              "generate_s": time.perf_counter() - start,
               "weight_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
     print(scheme, json.dumps(result), flush=True)
     return result, continuation, len(seqs)

@@ -383,4 +383,5 @@ def test_cli_quantizes_converts_and_reports(tmp_path, monkeypatch, capsys):
     assert main(["convert", str(tmp_path / "q"), str(tmp_path / "q.gguf"), "--to", "gguf"]) == 0
     assert scheme_of(gf.load_model(tmp_path / "q.gguf")) is None  # GGUF reads back as float (Q4_1 dequantised)
     assert main(["info", str(tmp_path / "q"), "--quantize", "int8"]) == 2
-    assert "stored quantised as int4 (group 16, mse rounding, embedding int8); it cannot be loaded as int8" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "stored quantised as int4 (group 16, mse rounding, embedding int8); it cannot be loaded as int8" in err
