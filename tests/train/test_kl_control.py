@@ -80,5 +80,6 @@ def test_extract_answer(reply, answer):
 
 def test_extract_answer_agrees_with_reasoning_gyms_on_tags():
     utils = pytest.importorskip("reasoning_gym.utils")
-    for reply in ("<answer>12</answer>", "x <answer> 5 </answer> y <answer>-3</answer>\nz", "a\n<answer>\n7\n</answer>"):
+    replies = ("<answer>12</answer>", "x <answer> 5 </answer> y <answer>-3</answer>\nz", "a\n<answer>\n7\n</answer>")
+    for reply in replies:
         assert extract_answer(reply) == utils.extract_answer(reply)

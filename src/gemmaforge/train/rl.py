@@ -110,11 +110,16 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef)
         out = Path(config.out_dir)
         trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
-        before = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format) if held and not resume else None
+
+        def evaluate() -> dict | None:
+            return held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format) if held \
+                else None
+
+        before = evaluate() if not resume else None
         if info.is_main:
             tok.save(out)
         result = trainer.fit(resume)
-        after = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format) if held else None
+        after = evaluate()
         summary = {"kind": "rlhf", "algorithm": r.algorithm, "out_dir": config.out_dir, "steps": result.step,
                    "train_loss": result.train_loss, "wall_s": time.perf_counter() - started,
                    "train_s": result.wall_s, "tokens_trained": result.tokens, "checkpoint": str(result.checkpoint),
