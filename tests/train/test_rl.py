@@ -127,6 +127,20 @@ def test_kl_is_zero_while_the_policy_is_the_reference(tok, tmp_path):
         assert abs(float(b["rollout/kl"])) < 1e-4
 
 
+def test_plain_prompts_and_stop_strings_end_replies(tok, tmp_path):
+    model = tiny_model(seed=3)
+    apply_lora(model, LoraSettings(("q_proj", "v_proj"), 4, 8.0, 0.0))
+    (tmp_path / "r.py").write_text(REWARD)
+    spec = RewardSpec("function", target=f"{tmp_path / 'r.py'}:reward")
+    settings = RolloutSettings("rloo", 2, 4, 12, 1.0, 8, prompt_format="plain", stop=("e",))
+    data = Rollouts([Prompt("Tell me about trees.", {}), Prompt("Count to three.", {})], tok, [spec],
+                    [build_scorer(spec, tok)], settings)
+    batch = data.micro_batches(0, model)[0]
+    assert batch["ids"][0, 0] == tok.bos_id and tok.decode(batch["ids"][0, 1:6].tolist()).startswith("Tell me")
+    assert float(batch["rollout/finished"]) > 0  # some replies ended at a token holding "e" ...
+    assert all("e" not in text for text in data.last["texts"])  # ... and none went on past one
+
+
 def rl_config(tmp_path, out, **rl) -> TrainConfig:
     (tmp_path / "r.py").write_text(REWARD)
     prompts = tmp_path / "prompts.jsonl"

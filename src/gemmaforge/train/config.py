@@ -152,6 +152,7 @@ class RLSection:
     prompts_size: int = 500  # questions drawn from a reasoning-gym generator
     prompts_options: dict[str, Any] = field(default_factory=dict)  # the generator's own options (difficulty)
     prompt_format: Literal["chat", "plain"] = "chat"  # chat: a user turn; plain: the text as is (base models)
+    stop: list[str] = field(default_factory=list)  # a reply also ends at a token holding one of these ("\n")
     held_out: int = 50  # of those, kept for evaluation (never trained on)
     k: int = 4  # samples per prompt
     prompts_per_step: int = 4
@@ -240,6 +241,7 @@ def _validate(c: TrainConfig) -> None:
         need(_get(c, name) >= 0, name, "must be >= 0")
     need(c.rl.kl_target is None or c.rl.kl_target > 0, "rl.kl_target", "must be > 0 (or unset for a fixed kl_coef)")
     need(c.rl.kl_horizon > 0, "rl.kl_horizon", "must be > 0")
+    need(all(isinstance(x, str) and x for x in c.rl.stop), "rl.stop", "must be non-empty strings")
     need(c.rl.kl_target is None or c.rl.kl_coef > 0, "rl.kl_coef",
          "must be > 0 with rl.kl_target (the adaptive controller scales it)")
     max_len = c.model.gemma_config().max_seq_len

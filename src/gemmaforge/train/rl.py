@@ -68,21 +68,22 @@ def load_prompts(config: TrainConfig) -> tuple[list[Prompt], list[Prompt]]:
 
 @torch.no_grad()
 def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers, max_new_tokens: int,
-                    prompt_format: str = "chat") -> dict:
-    """Greedy replies to held-out prompts and their mean reward (for a 0/1 checker: the accuracy)."""
+                    prompt_format: str = "chat", stop: tuple[str, ...] = ()) -> dict:
+    """Greedy replies to held-out prompts and their mean reward (for a 0/1 checker: the accuracy); a
+    reply ends where a rollout would (`stop`)."""
     gemma = backbone(model)
     was = gemma.training
     gemma.eval()
     rendered = [render_prompt(tok, p.text, prompt_format) for p in prompts]
     replies = []
     for i in range(0, len(rendered), 16):
-        replies += generate(gemma, tok, rendered[i:i + 16], max_new_tokens)
+        replies += generate(gemma, tok, rendered[i:i + 16], max_new_tokens, stop=stop)
     gemma.train(was)
     rewards, _ = total_rewards(specs, scorers, [p.text for p in prompts], replies, [p.meta for p in prompts])
     mean = sum(rewards) / len(rewards)
     var = sum((x - mean) ** 2 for x in rewards) / max(len(rewards) - 1, 1)
     return {"mean_reward": mean, "stderr": (var / len(rewards)) ** 0.5, "n": len(rewards), "rewards": rewards,
-            "examples": [{"prompt": p.text, "reply": r, "reward": w}
+            "replies": replies, "examples": [{"prompt": p.text, "reply": r, "reward": w}
                          for p, r, w in list(zip(prompts, replies, rewards))[:5]]}
 
 
@@ -104,7 +105,8 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         policy = PolicyWithValue(gemma) if r.algorithm == "ppo" else gemma
         settings = RolloutSettings(r.algorithm, r.prompts_per_step, r.k, r.max_new_tokens, r.temperature,
                                    t.micro_batch, r.epochs, r.kl_coef, r.kl_in_loss, r.kl_estimator,
-                                   r.no_eos_penalty, t.seed, r.kl_target, r.kl_horizon, r.prompt_format)
+                                   r.no_eos_penalty, t.seed, r.kl_target, r.kl_horizon, r.prompt_format,
+                                   tuple(r.stop))
         data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
         data.check_room(train_prompts + held, gemma.config.max_seq_len)
         objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef)
@@ -112,8 +114,8 @@ def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
 
         def evaluate() -> dict | None:
-            return held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format) if held \
-                else None
+            return held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format,
+                                   tuple(r.stop)) if held else None
 
         before = evaluate() if not resume else None
         if info.is_main:

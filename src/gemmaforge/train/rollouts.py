@@ -55,6 +55,16 @@ class RolloutSettings:
     kl_target: float | None = None  # set: β adapts towards it (kl_control.py)
     kl_horizon: float = 10000.0
     prompt_format: str = "chat"  # "chat": the prompt is a user turn; "plain": its text as is, after <bos>
+    stop: tuple[str, ...] = ()  # a reply also ends at a sampled token whose text holds one of these
+
+
+def stop_token_ids(tok: Any, stop: Sequence[str]) -> set[int]:
+    """<eos>, <end_of_turn> and every token whose text contains one of `stop` (e.g. "\n": the 32
+    newline runs of Gemma 3's vocabulary)."""
+    ids = {tok.eos_id, tok.end_of_turn_id}
+    if stop:
+        ids |= {i for i in range(tok.vocab_size) if any(s in tok.decode([i]) for s in stop)}
+    return ids
 
 
 def render_prompt(tok: Any, text: str, prompt_format: str = "chat") -> list[int]:
@@ -73,6 +83,7 @@ class Rollouts:
         self.reference = reference  # a frozen copy, for full fine-tuning; None: the policy with adapters off
         self._cache: tuple[int, list[dict]] | None = None
         self.order = np.random.default_rng(settings.seed).permutation(len(self.prompts))
+        self.stop_ids = stop_token_ids(tokenizer, settings.stop)
         self.kl = KLController(settings.kl_coef, settings.kl_target, settings.kl_horizon)
         self._group_coef = settings.kl_coef  # β the cached rollouts were shaped with
 
@@ -122,7 +133,7 @@ class Rollouts:
         gemma.eval()
         dec = Decoder(gemma, [r for r in rendered for _ in range(k)], self.s.max_new_tokens,
                       Sampling(temperature=self.s.temperature, seed=self.s.seed + step),
-                      stop_ids={self.tok.eos_id, self.tok.end_of_turn_id}, logprobs=True)
+                      stop_ids=self.stop_ids, logprobs=True)
         samples: list[list[int]] = [[] for _ in range(len(rendered) * k)]
         for tokens in dec:
             for row, t in enumerate(tokens):
