@@ -1,8 +1,8 @@
 """Preference learning on real human pairs: reward model and DPO from gemma3-270m + LoRA, k-fold.
 
 Data: BIG-bench's `hhh_alignment` (Anthropic's helpful/honest/harmless pairs, 221 pairs on 102
-prompts), read with `gemmaforge.rate.prefs.read_hhh` from the PyPI sdist (offline:
-`pip download --no-deps bigbench==1.0.0` and unpack; pass the `hhh_alignment` folder). Pairs whose
+prompts), read with `gemmaforge.rate.prefs.read_hhh` from the copy that ships with gemmaforge
+(`gemmaforge/rate/hhh_alignment`, from the PyPI sdist `bigbench==1.0.0`). Pairs whose
 longer side does not fit `--seq` tokens are left out (counted in the results).
 
 Folds are made of whole prompts (a prompt's pairs never straddle train and held-out). In each fold
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
+from gemmaforge.rate.prefs import SHIPPED_HHH
 from gemmaforge.train.config import TrainConfig
 
-DEFAULT_HHH = Path("/tmp/safety_dl/bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -205,7 +205,7 @@ def write(res: dict, out: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hhh", type=Path, default=DEFAULT_HHH, help="bigbench's hhh_alignment folder")
+    ap.add_argument("--hhh", type=Path, default=SHIPPED_HHH, help="bigbench's hhh_alignment folder")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=4)

@@ -19,6 +19,10 @@ SMALLER = {  # verb -> documented flags that shrink the work (see each verb's --
     ("data", "demo"): ["--max-mb", "1", "--no-progress"],
     ("pretrain",): ["--max-steps", "3", "--no-compile"],
     ("generate",): ["--max-new-tokens", "4"],
+    ("rate", "import"): ["--limit", "8"],
+    ("rate", "ai-label"): ["--no-progress"],
+    ("reward", "train"): ["--max-steps", "1", "--global-batch", "2", "--micro-batch", "1"],
+    ("dpo",): ["--max-steps", "1", "--global-batch", "2", "--micro-batch", "1"],
 }
 
 
@@ -38,7 +42,10 @@ FLOWS = flows()
 
 
 def test_the_docs_have_flows():
-    assert any("pretrain quick start" in name for name, _ in FLOWS)
+    names = " | ".join(name for name, _ in FLOWS)
+    for flow in ("pretrain quick start", "pipeline quick", "preferences, reward model and DPO",
+                 "human and AI labels on the same pairs"):
+        assert flow in names
 
 
 @pytest.mark.parametrize("name, steps", FLOWS, ids=[n for n, _ in FLOWS])

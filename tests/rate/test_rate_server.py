@@ -10,7 +10,9 @@ from rate_helpers import DATA, add_pairs
 
 from gemmaforge.cli import main
 from gemmaforge.rate.lock import serve_lock
+from gemmaforge.rate.prefs import SHIPPED_HHH, read_hhh
 from gemmaforge.rate.server import LOOPBACK, STATIC, create_app
+from gemmaforge.rate.store import RatingStore
 
 testclient = pytest.importorskip("starlette.testclient")
 
@@ -113,6 +115,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
         c.execute("PRAGMA user_version = 99")
     code, _, err = run(["rate", "export", "--db", str(db), "--out", str(tmp_path / "o.jsonl")], capsys)
     assert code == 2 and "schema version 99 is newer" in err and "Traceback" not in err
+    RatingStore(tmp_path / "empty.sqlite")
     code, _, err = run(["rate", "serve", "--db", str(tmp_path / "empty.sqlite"), "--port", "0"], capsys)
     assert code == 2 and "no pairs to rate" in err
 
@@ -146,3 +149,26 @@ def test_cli_serve_generates_pairs_then_serves(tmp_path, tiny_models, capsys, mo
     assert run(argv, capsys)[1].startswith("0 new pairs")  # a restart generates nothing again
     code, _, err = run(argv[:4] + ["--models", tiny_models[0]] + argv[6:], capsys)
     assert code == 2 and "at least two different model sources" in err
+
+
+def test_cli_imports_the_shipped_hhh_alignment(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder of that name here: the copy that ships with gemmaforge
+    code, out, _ = run(["rate", "import", "hhh_alignment", "--db", "a.sqlite", "--limit", "5"], capsys)
+    assert code == 0 and "as hhh: new pairs 5, new ratings 5" in out
+    code, out, _ = run(["rate", "import", "hhh_alignment", "--db", "b.sqlite"], capsys)
+    assert code == 0 and "as hhh: new pairs 221, new ratings 221" in out  # Askell et al.'s 221 comparisons
+    shipped = {(p.prompt.text, p.chosen, p.rejected) for p in read_hhh(SHIPPED_HHH)}
+    assert {(p.prompt.text, p.chosen, p.rejected) for p in read_hhh(DATA / "hhh_alignment")} <= shipped
+
+
+def test_readers_refuse_a_missing_database_and_writers_create_its_folder(tmp_path, capsys):
+    missing = str(tmp_path / "typo.sqlite")
+    for argv in (["rate", "export", "--db", missing, "--out", str(tmp_path / "p.jsonl")],
+                 ["rate", "ai-label", "--db", missing, "--judge", "gemma3-270m"],
+                 ["rate", "serve", "--db", missing]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and "typo.sqlite: no ratings database there" in err, argv
+    assert not (tmp_path / "typo.sqlite").exists()
+    nested = tmp_path / "runs" / "new" / "r.sqlite"
+    assert run(["rate", "import", str(DATA / "hhh_alignment"), "--db", str(nested)], capsys)[0] == 0
+    assert nested.is_file()

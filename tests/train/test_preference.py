@@ -3,6 +3,7 @@ scoring, and the losses against hand-computed values."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -74,7 +75,7 @@ def test_items_mark_the_response_and_its_end_of_turn(setup):
     assert text == read_pairs(d / "pairs.jsonl")[0].chosen + "<end_of_turn>"
 
 
-def test_reward_model_learns_the_preference_and_scores(setup, tmp_path):
+def test_reward_model_learns_the_preference_and_scores(setup, tmp_path, capsys):
     d, tok = setup
     summary = reward_train(config(d, tmp_path / "rm", train={"max_steps": 40}))
     val = summary["validation"]
@@ -86,7 +87,18 @@ def test_reward_model_learns_the_preference_and_scores(setup, tmp_path):
     empty = score(rm, tok, prompts, ["", "  "])  # a policy's reply may be empty: scored, not refused
     assert len(empty) == 2 and all(math.isfinite(x) for x in empty)
     rows = write_jsonl(tmp_path / "score.jsonl", [{"prompt": p, "response": "It is 5."} for p in prompts])
+    capsys.readouterr()
     assert main(["reward", "score", "--model", str(tmp_path / "rm"), "--input", str(rows)]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["reward"] for r in printed] == pytest.approx(score(rm, tok, prompts, ["It is 5."] * 2), abs=1e-5)
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": p, "chosen": c, "rejected": "It is 8, I think."}
+                                                   for p, c in zip(prompts, ["It is 5.", "It is 8."])])
+    assert main(["reward", "score", "--model", str(tmp_path / "rm"), "--input", str(pairs)]) == 0
+    out = capsys.readouterr()
+    printed = [json.loads(line) for line in out.out.splitlines()]
+    assert [r["chosen_reward"] for r in printed] == pytest.approx(good, abs=1e-5)
+    assert [r["rejected_reward"] for r in printed] == pytest.approx(bad, abs=1e-5)
+    assert "chosen above rejected in 2 of 2 pairs (100.0%)" in out.err
 
 
 def test_dpo_raises_the_chosen_margin_and_exports_a_chat_model(setup, tmp_path):

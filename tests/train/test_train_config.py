@@ -58,3 +58,32 @@ def test_demo_config_is_a_10_to_20m_gemma():
     cfg = TrainConfig.load(CONFIGS / "pretrain-demo.toml")
     n = gf.Gemma(cfg.model.gemma_config()).num_parameters()
     assert 10e6 <= n <= 20e6, n
+
+
+TRAINING_VERBS = [["pretrain"], ["sft"], ["reward", "train"], ["dpo"], ["rlhf"]]
+
+
+@pytest.mark.parametrize("verb", TRAINING_VERBS, ids=" ".join)
+def test_every_training_verb_takes_the_same_overrides(verb):
+    from gemmaforge.cli import build_parser
+    from gemmaforge.train.launch import config_with_overrides
+
+    args = build_parser().parse_args([*verb, "--config", str(CONFIGS / "reward-lora.toml"), "--max-steps", "3",
+                                      "--global-batch", "4", "--micro-batch", "2", "--seed", "7", "--no-compile",
+                                      "--out-dir", "runs/x", "--init-from", "runs/sft", "--train-data", "p.jsonl",
+                                      "--val-data", "v.jsonl"])
+    c = config_with_overrides(args)
+    assert (c.train.max_steps, c.train.global_batch, c.train.micro_batch, c.train.seed, c.train.compile) == \
+        (3, 4, 2, 7, False)
+    assert (c.out_dir, c.model.init_from, c.data.train, c.data.val) == ("runs/x", "runs/sft", "p.jsonl", "v.jsonl")
+    untouched = config_with_overrides(build_parser().parse_args([*verb, "--config", str(CONFIGS / "reward-lora.toml")]))
+    assert untouched == TrainConfig.load(CONFIGS / "reward-lora.toml")
+
+
+def test_an_override_is_validated_like_the_file():
+    from gemmaforge.cli import build_parser
+    from gemmaforge.train.launch import config_with_overrides
+
+    args = build_parser().parse_args(["dpo", "--config", str(CONFIGS / "dpo-lora.toml"), "--global-batch", "3"])
+    with pytest.raises(TrainError, match="train.global_batch: must be a multiple of train.micro_batch"):
+        config_with_overrides(args)

@@ -52,12 +52,15 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("import", help="import preference pairs (chosen/rejected JSONL, bigbench hhh_alignment) "
                        "or model responses to rate")
-    p.add_argument("file", type=Path, help="a .jsonl file, or hhh_alignment's task.json (or its folder)")
+    p.add_argument("file", type=Path, help="a .jsonl file, or hhh_alignment's task.json (or its folder); "
+                   "`hhh_alignment`, when no such path exists, is the copy that ships with gemmaforge")
     p.add_argument("--db", **db)
     p.add_argument("--format", choices=["auto", "preferences", "responses", "hhh"], default="auto",
                    help="auto: hhh for .json files and folders, else by the first row's fields")
     p.add_argument("--unlabelled", action="store_true",
                    help="import preference pairs without their labels, for raters to rate")
+    p.add_argument("--limit", type=POSITIVE, default=None, metavar="N",
+                   help="import only the first N rows (pairs, or responses) of the file: a quick try")
     p.set_defaults(rate_func=_import)
 
     p = sub.add_parser("ai-label", help="label every pair with a side-by-side AI judge (stored as rater ai:NAME)")
@@ -74,10 +77,10 @@ def rate_main(args: argparse.Namespace) -> int | None:
     return args.rate_func(args)
 
 
-def _store(args: argparse.Namespace):
+def _store(args: argparse.Namespace, create: bool = True):
     from .store import RatingStore
 
-    return RatingStore(args.db)
+    return RatingStore(args.db, create)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -106,7 +109,7 @@ def _serve(args: argparse.Namespace) -> None:
         raise RateError("--models needs --prompts (the prompts to answer)")
     settings = GenerationSettings(args.max_new_tokens, args.batch_size, args.temperature, args.top_p, args.seed)
     prompts = read_prompts(args.prompts, args.chat) if args.prompts else []
-    store = _store(args)
+    store = _store(args, create=bool(prompts))
     _check_port(args.host, args.port)
     url = f"http://{args.host}:{args.port}/"
     with serve_lock(store.path, url):
@@ -133,7 +136,7 @@ def _export(args: argparse.Namespace) -> None:
     for path in (args.out, args.report):
         if path is not None and path.exists() and not args.force:
             raise RateError(f"{path} already exists; pass --force to replace it")
-    ratings = [r for r in _store(args).ratings() if args.source in ("all", r["source"])]
+    ratings = [r for r in _store(args, create=False).ratings() if args.source in ("all", r["source"])]
     written = write_jsonl(args.out, preference_rows(ratings, args.include_ties))
     report = summarize(ratings, written)
     if args.report:
@@ -143,21 +146,23 @@ def _export(args: argparse.Namespace) -> None:
 
 def _import(args: argparse.Namespace) -> None:
     from ..util.jsonl import read_jsonl
-    from .prefs import import_preferences, import_responses, read_hhh, read_preferences, read_responses
+    from .prefs import SHIPPED_HHH, import_preferences, import_responses, read_hhh, read_preferences, read_responses
 
-    fmt = args.format
+    fmt, path = args.format, args.file
+    if str(path) == "hhh_alignment" and not path.exists():
+        path = SHIPPED_HHH
     if fmt == "auto":
-        if args.file.is_dir() or args.file.suffix == ".json":
+        if path.is_dir() or path.suffix == ".json":
             fmt = "hhh"
         else:
-            first = next(read_jsonl(args.file, RateError), (0, {}))[1]
+            first = next(read_jsonl(path, RateError), (0, {}))[1]
             fmt = "responses" if "response" in first else "preferences"
     if fmt == "responses":
-        result = import_responses(_store(args), read_responses(args.file))
+        result = import_responses(_store(args), read_responses(path)[:args.limit])
     else:
-        rows = read_hhh(args.file) if fmt == "hhh" else read_preferences(args.file)
-        result = import_preferences(_store(args), rows, labels=not args.unlabelled)
-    print(f"imported {args.file} as {fmt}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items()))
+        rows = read_hhh(path) if fmt == "hhh" else read_preferences(path)
+        result = import_preferences(_store(args), rows[:args.limit], labels=not args.unlabelled)
+    print(f"imported {path} as {fmt}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items()))
 
 
 def _ai_label(args: argparse.Namespace) -> None:
@@ -167,7 +172,7 @@ def _ai_label(args: argparse.Namespace) -> None:
         raise RateError("this gemmaforge has no side-by-side judge (gemmaforge.judge) yet")
     from ..judge import load_judge
 
-    store = _store(args)
+    store = _store(args, create=False)
     judge = load_judge(args.judge, model_name=args.judge_model, template=args.template)
     result = label_with_judge(store, judge, args.batch_size, not args.no_progress)
     v = result["verdicts"]

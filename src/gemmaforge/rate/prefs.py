@@ -97,6 +97,9 @@ def _some(rows: list, path: Path) -> list:
     return rows
 
 
+SHIPPED_HHH = Path(__file__).parent / "hhh_alignment"  # bigbench's 221 HHH pairs (see its README.md)
+
+
 def read_hhh(path: Path) -> list[Preference]:
     """bigbench's hhh_alignment: a task.json (or a folder of them) whose examples score the preferred
     response 1 and the other 0. Each example becomes one human preference (Anthropic's HHH raters)."""

@@ -79,10 +79,17 @@ MAX_RATER = 64
 class RatingStore:
     """One ratings database file; each call opens its own connection, so threads may share it."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
+        """`create`: make the file (and its folder) when missing; readers pass False, so a mistyped
+        path is an error rather than a new, empty database."""
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise RateError(f"{self.path}: folder {self.path.parent} does not exist")
+        if not self.path.exists():
+            if not create:
+                raise RateError(f"{self.path}: no ratings database there (`rate import` or `rate serve` creates one)")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise RateError(f"{self.path}: cannot create its folder: {e.strerror or e}") from None
         with self.connect() as c:
             self._check_schema(c)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,9 +27,9 @@ from ..util.argtypes import POSITIVE
 from ..weights.sources import CHECKPOINTS, step_dirs
 from .config import TrainConfig
 from .data import StepBatches, eval_batches
-from .distributed import DistInfo, init_distributed, shutdown
+from .distributed import DistInfo
 from .errors import TrainError
-from .launch import add_run_arguments, run_verb, training_tokenizer
+from .launch import add_run_arguments, in_process_group, run_verb, training_tokenizer
 from .loop import Trainer
 from .modules import ModelWithHead, backbone
 from .preference import DpoObjective, RewardObjective, reference_logprobs
@@ -59,48 +60,50 @@ def _items(config: TrainConfig, tok: Any) -> tuple[torch.Tensor, torch.Tensor | 
     return items[order[n_val:]], val, info
 
 
-def _run(config: TrainConfig, resume: bool, kind: str,
-         build: Callable[[nn.Module, torch.Tensor, DistInfo], tuple[nn.Module, Any]]) -> dict[str, Any]:
-    info = init_distributed(config.train.device)
-    try:
-        started = time.perf_counter()
-        tok = training_tokenizer(config, required_by=f"{kind} training")
-        train_items, val_items, data_info = _items(config, tok)
-        t = config.train
-        if len(train_items) < t.global_batch:
-            raise TrainError(f"train.global_batch: {t.global_batch} pairs a step, but only {len(train_items)} "
-                             "training pairs fit data.seq_len")
-        gemma = initial_model(config, info)
-        if tok.vocab_size > gemma.config.vocab_size:
-            raise TrainError(f"data.tokenizer: {tok.vocab_size} pieces, more than the model's "
-                             f"{gemma.config.vocab_size}")
-        every = train_items if val_items is None else torch.cat([train_items, val_items])
-        model, objective = build(gemma, every, info)  # DPO's reference covers the validation pairs too
-        data = StepBatches(Rows(train_items), t.global_batch, t.micro_batch, config.data.seed, info.rank,
-                           info.world_size)
-        validation = None if val_items is None or not len(val_items) else LossValidation(
-            objective, eval_batches(Rows(val_items), len(val_items), t.micro_batch, info.rank, info.world_size),
-            info.device)
-        out = Path(config.out_dir)
-        trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
-        if info.is_main:
-            tok.save(out)  # the run carries its tokenizer: `--model RUN` works for scoring and chat
-        result = trainer.fit(resume)
-        summary = {"kind": kind, "out_dir": config.out_dir, "steps": result.step, "train_loss": result.train_loss,
-                   "val_loss": result.val_loss, "parameters": trainer.n_params,
-                   "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                   "data": data_info, "wall_s": time.perf_counter() - started, "train_s": result.wall_s,
-                   "pairs_trained": result.tokens, "checkpoint": str(result.checkpoint),
-                   "resumed_from": result.resumed_from}
-        if validation is not None:
-            summary["validation"] = validation.evaluate(model.eval())
-        if info.is_main:
-            if kind == "dpo":
-                summary["model"] = str(export(result.checkpoint, out / "model", tok))
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
-    finally:
-        shutdown()
+Build = Callable[[nn.Module, torch.Tensor, DistInfo], tuple[nn.Module, Any]]  # (model, objective) from the Gemma
+
+
+def _run(config: TrainConfig, resume: bool, kind: str, build: Build) -> dict[str, Any]:
+    return in_process_group(config, lambda info: _train(config, resume, kind, build, info))
+
+
+def _train(config: TrainConfig, resume: bool, kind: str, build: Build, info: DistInfo) -> dict[str, Any]:
+    started = time.perf_counter()
+    tok = training_tokenizer(config, required_by=f"{kind} training")
+    train_items, val_items, data_info = _items(config, tok)
+    t = config.train
+    if len(train_items) < t.global_batch:
+        raise TrainError(f"train.global_batch: {t.global_batch} pairs a step, but only {len(train_items)} "
+                         "training pairs fit data.seq_len")
+    gemma = initial_model(config, info)
+    if tok.vocab_size > gemma.config.vocab_size:
+        raise TrainError(f"data.tokenizer: {tok.vocab_size} pieces, more than the model's "
+                         f"{gemma.config.vocab_size}")
+    every = train_items if val_items is None else torch.cat([train_items, val_items])
+    model, objective = build(gemma, every, info)  # DPO's reference covers the validation pairs too
+    data = StepBatches(Rows(train_items), t.global_batch, t.micro_batch, config.data.seed, info.rank,
+                       info.world_size)
+    validation = None if val_items is None or not len(val_items) else LossValidation(
+        objective, eval_batches(Rows(val_items), len(val_items), t.micro_batch, info.rank, info.world_size),
+        info.device)
+    out = Path(config.out_dir)
+    trainer = Trainer(model, objective, data, config, info, validation, tokenizer=tok)
+    if info.is_main:
+        tok.save(out)  # the run carries its tokenizer: `--model RUN` works for scoring and chat
+    result = trainer.fit(resume)
+    summary = {"kind": kind, "out_dir": config.out_dir, "steps": result.step, "train_loss": result.train_loss,
+               "val_loss": result.val_loss, "parameters": trainer.n_params,
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "data": data_info, "wall_s": time.perf_counter() - started, "train_s": result.wall_s,
+               "pairs_trained": result.tokens, "checkpoint": str(result.checkpoint),
+               "resumed_from": result.resumed_from}
+    if validation is not None:
+        summary["validation"] = validation.evaluate(model.eval())
+    if info.is_main:
+        if kind == "dpo":
+            summary["model"] = str(export(result.checkpoint, out / "model", tok))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def reward_train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -169,7 +172,8 @@ def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     t.set_defaults(reward_func=lambda args: run_verb(args, reward_train, "reward train"))
     s = sub.add_parser("score", help="score prompt/response JSONL with a trained reward model")
     s.add_argument("--model", required=True, help="a reward run directory or checkpoint")
-    s.add_argument("--input", required=True, help='JSONL lines {"prompt": …, "response": …}')
+    s.add_argument("--input", required=True, help='JSONL lines {"prompt": …, "response": …}, or preference '
+                   'pairs {"prompt": …, "chosen": …, "rejected": …} (both sides scored)')
     s.add_argument("--tokenizer", default=None, help="tokenizer source (default: the run's)")
     s.add_argument("--batch-size", type=POSITIVE, default=8, help="pairs per forward pass")
     s.set_defaults(reward_func=_reward_score_main)
@@ -180,19 +184,32 @@ def reward_main(args: argparse.Namespace) -> int:
 
 
 def _reward_score_main(args: argparse.Namespace) -> int:
+    """Prints each row with its reward(s): {"prompt", "response"} rows get "reward"; preference rows
+    {"prompt", "chosen", "rejected"} get both sides' rewards, and the share of pairs the model ranks
+    as the data does goes to stderr."""
     from ..tokenizer import load_tokenizer
     from ..util.jsonl import read_jsonl
 
     tok = load_tokenizer(args.tokenizer or args.model)
-    rows = []
+    rows, sides = [], []
     for n, r in read_jsonl(args.input, TrainError):
-        if not isinstance(r.get("prompt"), (str, list)) or not isinstance(r.get("response"), str):
-            raise TrainError(f"{args.input}:{n}: expected {{\"prompt\": …, \"response\": …}}")
+        keys = ("chosen", "rejected") if "chosen" in r or "rejected" in r else ("response",)
+        if not isinstance(r.get("prompt"), (str, list)) or not all(isinstance(r.get(k), str) for k in keys):
+            raise TrainError(f"{args.input}:{n}: expected {{\"prompt\": …, \"response\": …}} or "
+                             f"{{\"prompt\": …, \"chosen\": …, \"rejected\": …}} with text responses")
         rows.append(r)
-    rewards = score(load_reward_model(args.model), tok, [r["prompt"] for r in rows], [r["response"] for r in rows],
-                    args.batch_size)
-    for r, value in zip(rows, rewards):
-        print(json.dumps({**r, "reward": round(value, 6)}))
+        sides += [(len(rows) - 1, k) for k in keys]
+    rewards = score(load_reward_model(args.model), tok, [rows[i]["prompt"] for i, _ in sides],
+                    [rows[i][k] for i, k in sides], args.batch_size)
+    for (i, k), value in zip(sides, rewards):
+        rows[i]["reward" if k == "response" else f"{k}_reward"] = round(value, 6)
+    for r in rows:
+        print(json.dumps(r))
+    pairs = [r for r in rows if "chosen_reward" in r]
+    if pairs:
+        agree = sum(r["chosen_reward"] > r["rejected_reward"] for r in pairs)
+        print(f"reward score: chosen above rejected in {agree} of {len(pairs)} pairs ({agree / len(pairs):.1%})",
+              file=sys.stderr)
     return 0
 
 

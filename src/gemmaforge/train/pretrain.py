@@ -19,13 +19,12 @@ from torch import nn
 
 from ..errors import GemmaForgeError
 from ..model import Gemma
-from ..util.argtypes import INTEGER, POSITIVE
 from .checkpoint import seed_everything
 from .config import TrainConfig
 from .data import StepBatches, eval_batches, open_blocks, unigram_entropy
-from .distributed import DistInfo, init_distributed, shutdown
+from .distributed import DistInfo
 from .errors import TrainError
-from .launch import add_run_arguments, module_main, run_verb, training_tokenizer
+from .launch import add_run_arguments, in_process_group, module_main, run_verb, training_tokenizer
 from .loop import Trainer
 from .lora import LoraSettings, apply_lora
 from .modules import freeze
@@ -76,11 +75,7 @@ def load_start(source: str) -> Gemma:
 def pretrain(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or continue, with `resume`) the pre-training `config` describes; return its summary,
     which is also written to `<out_dir>/summary.json` next to metrics.jsonl and loss.png."""
-    info = init_distributed(config.train.device)
-    try:
-        return _pretrain(config, resume, info)
-    finally:
-        shutdown()
+    return in_process_group(config, lambda info: _pretrain(config, resume, info))
 
 
 def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
@@ -114,34 +109,13 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_run_arguments(parser)
-    over = parser.add_argument_group("overrides of the config's fields")
-    over.add_argument("--max-steps", type=POSITIVE, metavar="N", help="train.max_steps")
-    over.add_argument("--out-dir", metavar="DIR", help="out_dir")
-    over.add_argument("--train-data", metavar="PATH", help="data.train")
-    over.add_argument("--val-data", metavar="PATH", help="data.val")
-    over.add_argument("--seed", type=INTEGER, help="train.seed")
-    over.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                      help="train.compile (--no-compile skips the minute of compilation a short run never repays)")
-    return parser
-
-
-def config_with_overrides(args: argparse.Namespace) -> TrainConfig:
-    """The config file with the command line's overrides applied (and validated again)."""
-    config = TrainConfig.load(args.config)
-    changes = {"train": {"max_steps": args.max_steps, "seed": args.seed, "compile": args.compile},
-               "data": {"train": args.train_data, "val": args.val_data}}
-    sections = {k: {f: v for f, v in fields.items() if v is not None} for k, fields in changes.items()}
-    sections = {k: v for k, v in sections.items() if v}
-    if args.out_dir is not None:
-        sections["out_dir"] = args.out_dir
-    return config.replace(**sections) if sections else config
+    return add_run_arguments(parser)
 
 
 def pretrain_main(args: argparse.Namespace) -> int:
     """The CLI verb: raises GemmaForgeError (with a one-line message) on bad input. Ctrl-C or
     SIGTERM stops at the next step boundary with a checkpoint, and exits 130."""
-    return run_verb(args, pretrain, "pretrain", config_with_overrides(args))
+    return run_verb(args, pretrain, "pretrain")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,9 +23,9 @@ import torch
 from ..inference.generate import generate
 from ..util.jsonl import read_jsonl
 from .config import TrainConfig
-from .distributed import init_distributed, shutdown
+from .distributed import DistInfo
 from .errors import TrainError
-from .launch import add_run_arguments, run_verb, training_tokenizer
+from .launch import add_run_arguments, in_process_group, run_verb, training_tokenizer
 from .loop import Trainer
 from .lora import lora_layers
 from .modules import PolicyWithValue, backbone
@@ -89,50 +89,50 @@ def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers,
 
 def rlhf(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or continue) the RL `config` describes; return its summary (`<out_dir>/summary.json`)."""
-    info = init_distributed(config.train.device)
-    try:
-        started = time.perf_counter()
-        r, t = config.rl, config.train
-        if not r.rewards:
-            raise TrainError("rl.rewards: give at least one [[rl.rewards]] table (kind = function, reasoning_gym "
-                             "or reward_model)")
-        tok = training_tokenizer(config, required_by="RL")
-        specs = [RewardSpec(s.kind, s.weight, s.target, s.name) for s in r.rewards]
-        scorers = [build_scorer(s, tok) for s in specs]
-        train_prompts, held = load_prompts(config)
-        gemma = initial_model(config, info)
-        reference = None if lora_layers(gemma) else copy.deepcopy(gemma).requires_grad_(False).eval()
-        policy = PolicyWithValue(gemma) if r.algorithm == "ppo" else gemma
-        settings = RolloutSettings(r.algorithm, r.prompts_per_step, r.k, r.max_new_tokens, r.temperature,
-                                   t.micro_batch, r.epochs, r.kl_coef, r.kl_in_loss, r.kl_estimator,
-                                   r.no_eos_penalty, t.seed, r.kl_target, r.kl_horizon, r.prompt_format,
-                                   tuple(r.stop))
-        data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
-        data.check_room(train_prompts + held, gemma.config.max_seq_len)
-        objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef)
-        out = Path(config.out_dir)
-        trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
+    return in_process_group(config, lambda info: _rlhf(config, resume, info))
 
-        def evaluate() -> dict | None:
-            return held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format,
-                                   tuple(r.stop)) if held else None
 
-        before = evaluate() if not resume else None
-        if info.is_main:
-            tok.save(out)
-        result = trainer.fit(resume)
-        after = evaluate()
-        summary = {"kind": "rlhf", "algorithm": r.algorithm, "out_dir": config.out_dir, "steps": result.step,
-                   "train_loss": result.train_loss, "wall_s": time.perf_counter() - started,
-                   "train_s": result.wall_s, "tokens_trained": result.tokens, "checkpoint": str(result.checkpoint),
-                   "resumed_from": result.resumed_from, "held_out_before": before, "held_out_after": after}
-        if info.is_main:
-            summary["model"] = str(export(result.checkpoint, out / "model", tok))
-            summary["plot"] = str(plot_rl(out / "metrics.jsonl", out / "rl.png", f"{r.algorithm.upper()}: {out.name}"))
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
-    finally:
-        shutdown()
+def _rlhf(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
+    started = time.perf_counter()
+    r, t = config.rl, config.train
+    if not r.rewards:
+        raise TrainError("rl.rewards: give at least one [[rl.rewards]] table (kind = function, reasoning_gym "
+                         "or reward_model)")
+    tok = training_tokenizer(config, required_by="RL")
+    specs = [RewardSpec(s.kind, s.weight, s.target, s.name) for s in r.rewards]
+    scorers = [build_scorer(s, tok) for s in specs]
+    train_prompts, held = load_prompts(config)
+    gemma = initial_model(config, info)
+    reference = None if lora_layers(gemma) else copy.deepcopy(gemma).requires_grad_(False).eval()
+    policy = PolicyWithValue(gemma) if r.algorithm == "ppo" else gemma
+    settings = RolloutSettings(r.algorithm, r.prompts_per_step, r.k, r.max_new_tokens, r.temperature,
+                               t.micro_batch, r.epochs, r.kl_coef, r.kl_in_loss, r.kl_estimator,
+                               r.no_eos_penalty, t.seed, r.kl_target, r.kl_horizon, r.prompt_format,
+                               tuple(r.stop))
+    data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
+    data.check_room(train_prompts + held, gemma.config.max_seq_len)
+    objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef)
+    out = Path(config.out_dir)
+    trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
+
+    def evaluate() -> dict | None:
+        return held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format,
+                               tuple(r.stop)) if held else None
+
+    before = evaluate() if not resume else None
+    if info.is_main:
+        tok.save(out)
+    result = trainer.fit(resume)
+    after = evaluate()
+    summary = {"kind": "rlhf", "algorithm": r.algorithm, "out_dir": config.out_dir, "steps": result.step,
+               "train_loss": result.train_loss, "wall_s": time.perf_counter() - started,
+               "train_s": result.wall_s, "tokens_trained": result.tokens, "checkpoint": str(result.checkpoint),
+               "resumed_from": result.resumed_from, "held_out_before": before, "held_out_after": after}
+    if info.is_main:
+        summary["model"] = str(export(result.checkpoint, out / "model", tok))
+        summary["plot"] = str(plot_rl(out / "metrics.jsonl", out / "rl.png", f"{r.algorithm.upper()}: {out.name}"))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def add_rlhf_arguments(parser: argparse.ArgumentParser) -> None:

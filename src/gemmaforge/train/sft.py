@@ -22,9 +22,9 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import StepBatches, eval_batches
-from .distributed import DistInfo, init_distributed, shutdown
+from .distributed import DistInfo
 from .errors import TrainError
-from .launch import add_run_arguments, module_main, run_verb, training_tokenizer
+from .launch import add_run_arguments, in_process_group, module_main, run_verb, training_tokenizer
 from .loop import Trainer
 from .losses import IGNORE_INDEX, chunked_cross_entropy
 from .modules import backbone
@@ -67,11 +67,7 @@ def data_files(config: TrainConfig) -> tuple[Path, Path | None]:
 def sft(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run (or continue) the fine-tuning `config` describes; return the summary written to
     `<out_dir>/summary.json`."""
-    info = init_distributed(config.train.device)
-    try:
-        return _sft(config, resume, info)
-    finally:
-        shutdown()
+    return in_process_group(config, lambda info: _sft(config, resume, info))
 
 
 def _sft(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
