@@ -59,8 +59,8 @@ class RolloutSettings:
 
 
 def stop_token_ids(tok: Any, stop: Sequence[str]) -> set[int]:
-    """<eos>, <end_of_turn> and every token whose text contains one of `stop` (e.g. "\n": the 32
-    newline runs of Gemma 3's vocabulary)."""
+    """<eos>, <end_of_turn> and every token whose text contains one of `stop` (e.g. "\n": each of
+    Gemma 3's newline tokens, from "\n" to long runs of them)."""
     ids = {tok.eos_id, tok.end_of_turn_id}
     if stop:
         ids |= {i for i in range(tok.vocab_size) if any(s in tok.decode([i]) for s in stop)}
