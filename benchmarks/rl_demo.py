@@ -1,4 +1,4 @@
-"""Proof on a verifiable task: RLOO + LoRA lifts gemma3-270m's held-out accuracy on reasoning-gym arithmetic.
+"""Proof on a verifiable task: does RLOO + LoRA lift gemma3-270m's held-out accuracy on reasoning-gym arithmetic?
 
 gemma3-270m is a pretrained, not instruction-tuned, model: asked in a chat turn it echoes the
 question (0% right), but as a plain few-shot completion ("2 + 5 = 7\\n9 - 3 = 6\\n…\\n6 - 8 =") it
@@ -6,11 +6,11 @@ answers about half of reasoning-gym's one-digit additions and subtractions (and 
 negative). So the policy is the base model itself with `rl.prompt_format = "plain"`, trained with
 `gemmaforge.train.rl.rlhf` and `configs/rl-arithmetic.toml` (RLOO, LoRA, adaptive KL coefficient)
 against the generator's own checker (`kind = "reasoning_gym"`: `score_answer` on `extract_answer`,
-which reads the reply's first bare-number line). The held-out questions (the prompt file's last
-`rl.held_out`) are never trained on; the report compares their greedy accuracy before and after on
-the same prompts with a paired test (exact McNemar on the discordant prompts and a bootstrap 95%
-interval of the per-prompt difference), and gives the reward/KL/β curves, the wall and process CPU
-time, and example replies.
+which reads the reply's first bare-number line; `rl.stop = ["\\n"]` ends a reply with its line).
+The held-out questions (the prompt file's last `rl.held_out`) are never trained on; the report
+compares their greedy accuracy before and after on the same prompts with a paired test (exact
+McNemar on the discordant prompts and a bootstrap 95% interval of the per-prompt difference), and
+gives the reward/KL/β curves, the wall and process CPU time, and example replies.
 
     python benchmarks/rl_demo.py [--config configs/rl-arithmetic.toml] [--steps N] [--threads 1]
 """
@@ -175,7 +175,8 @@ def markdown(r: dict) -> str:
         "a plain few-shot completion (`rl.prompt_format = \"plain\"`; in a chat turn it echoes the question):\n\n"
         f"```\n{r['task']['prompt']}\n```\n\n"
         "Reward: reasoning-gym's own `score_answer` on `extract_answer(reply)` (the reply's first bare-number "
-        "line: the model goes on writing further sums after its answer).\n\n"
+        "line); a reply ends at its newline (`rl.stop = [\"\\n\"]`), else the base model goes on writing further "
+        "sums.\n\n"
         f"## Held-out accuracy ({h['n']} prompts never trained on, greedy)\n\n"
         "| | accuracy (exact answers) | 95% interval (Wilson) |\n|---|---|---|\n"
         f"| before | {h['before']:.3f} | [{h['before_ci95'][0]:.3f}, {h['before_ci95'][1]:.3f}] |\n"
