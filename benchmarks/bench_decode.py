@@ -3,7 +3,9 @@ installed) on gemma3-270m.
 
 Each engine runs in its own subprocess (so peak RSS is its own) on the same prompts and thread
 count. Reports batch-1 decode tokens/s after a short and a ~500-token prompt, prefill tokens/s,
-time to first token, load time and peak RSS, plus each engine's memory-bandwidth roofline: bytes of
+time to first token, load time and peak RSS, aggregate decode tokens/s at batch 1, 4 and 16
+(`--batches`; llama-cpp-python's high-level API decodes one sequence, so it has no row there),
+plus each engine's memory-bandwidth roofline: bytes of
 weights read per decoded token over the read bandwidth measured here (a sum over a 1 GiB tensor;
 decoding only reads weights, so copy bandwidth would understate it). gemmaforge's engines also
 report where a decode step's time goes: inside PyTorch ops vs the Python around them (torch.profiler
@@ -74,7 +76,20 @@ def run_gemmaforge(args, quantize: str | None = None) -> dict:
         prefill_s, _ = timed(lambda: model(ids, logits_at="last"))
     out["prefill_tok_s"] = ids.shape[1] / prefill_s
     out["weight_bytes_per_token"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    out["batched"] = batched(lambda b: sum(1 for _ in Decoder(model, [tok.encode(SHORT)] * b, args.new_tokens)),
+                             args)
     out["step_profile"] = step_profile(model, tok)
+    return out
+
+
+def batched(decode, args) -> dict[str, float]:
+    """Aggregate decode tokens/s at each batch size: (B rows x new tokens) over the wall time of a
+    whole generation of the short prompt, prefill included (the same for every engine)."""
+    out = {}
+    for b in args.batches:
+        decode(b)  # warm-up at this shape
+        wall, _ = timed(lambda b=b: decode(b))
+        out[str(b)] = b * args.new_tokens / wall
     return out
 
 
@@ -127,6 +142,13 @@ def run_transformers(args) -> dict:
         model(ids, logits_to_keep=1)
         prefill_s, _ = timed(lambda: model(ids, logits_to_keep=1))
     out["prefill_tok_s"] = ids.shape[1] / prefill_s
+
+    def generate_batch(b: int) -> None:
+        with torch.inference_mode():
+            model.generate(torch.tensor([tok.encode(SHORT)] * b), max_new_tokens=args.new_tokens,
+                           min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=0)
+
+    out["batched"] = batched(generate_batch, args)
     return out
 
 
@@ -151,6 +173,11 @@ def run_llama_cpp(args) -> dict:
                 break
         ttft, decode_s = first - start, time.perf_counter() - first
         out[name] = {"prompt_tokens": len(ids), "ttft_s": ttft, "decode_tok_s": (n - 1) / decode_s}
+    ids = tok.encode(long_prompt())[:512]
+    for _ in range(2):  # warm-up, then the measured prefill
+        llm.reset()
+        prefill_s, _ = timed(lambda: llm.eval(ids))
+    out["prefill_tok_s"] = len(ids) / prefill_s
     return out
 
 
@@ -191,6 +218,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--batches", type=lambda v: [int(b) for b in v.split(",")], default=[1, 4, 16],
+                    help="batch sizes of the aggregate decode rows (default: 1,4,16)")
     ap.add_argument("--engines", default="gemmaforge,transformers,llama.cpp")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     ap.add_argument("--name", default="decode", help="results file stem (default: decode)")
@@ -219,7 +248,7 @@ def main() -> None:
                 continue
         print(f"running {engine} ...", file=sys.stderr)
         cmd = [sys.executable, __file__, "--child", engine, "--threads", str(args.threads),
-               "--new-tokens", str(args.new_tokens)]
+               "--new-tokens", str(args.new_tokens), "--batches", ",".join(map(str, args.batches))]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{engine} failed:\n{proc.stderr[-3000:]}")
@@ -248,6 +277,11 @@ def main() -> None:
         peer = results["llama.cpp"]["short"]["decode_tok_s"]
         report["vs_llama_cpp_decode"] = {k: x["short"]["decode_tok_s"] / peer for k, x in results.items()
                                          if k.startswith("gemmaforge")}
+        peer = results["llama.cpp"]
+        report["vs_llama_cpp_prefill"] = {k: x["prefill_tok_s"] / peer["prefill_tok_s"] for k, x in results.items()
+                                          if k.startswith("gemmaforge")}
+        report["vs_llama_cpp_rss"] = {k: x["peak_rss_mb"] / peer["peak_rss_mb"] for k, x in results.items()
+                                      if k.startswith("gemmaforge")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2))
     (args.out / f"{args.name}.md").write_text(markdown(report))
@@ -285,10 +319,26 @@ def markdown(r: dict) -> str:
             lines.append(f"| {name} | {x['weight_bytes_per_token'] / 1e6:.0f} | {x['read_roofline_tok_s']:.0f} | "
                          f"{100 * x['vs_read_roofline']:.0f}% | {p['ms_per_token']:.1f} | "
                          f"{p['ops_ms_per_token']:.1f} | {p['python_ms_per_token']:.1f} | {ops} |")
+    batched_rows = {k: x["batched"] for k, x in r["results"].items() if "batched" in x}
+    if batched_rows:
+        sizes = list(next(iter(batched_rows.values())))
+        lines += ["", f"Aggregate decode tok/s by batch size (the short prompt, {r['new_tokens']} new tokens a row, "
+                  "prefill included):", "", "| engine | " + " | ".join(f"batch {b}" for b in sizes) + " |",
+                  "|---|" + "---:|" * len(sizes)]
+        lines += [f"| {k} | " + " | ".join(f"{v[b]:.1f}" for b in sizes) + " |" for k, v in batched_rows.items()]
+        if "transformers" in batched_rows:
+            peer = batched_rows["transformers"]
+            lines.append("Against transformers at the same batch: " + "; ".join(
+                f"{k} " + ", ".join(f"{v[b] / peer[b]:.2f}x" for b in sizes)
+                for k, v in batched_rows.items() if k != "transformers"))
     if "vs_llama_cpp_decode" in r:
         lines.append("")
         lines.append("Batch-1 decode against llama.cpp (Q4_K_M): " + ", ".join(
             f"{k} {v:.2f}x" for k, v in r["vs_llama_cpp_decode"].items()))
+        lines.append("Prefill (512 tokens) against llama.cpp: " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in r["vs_llama_cpp_prefill"].items()))
+        lines.append("Peak RSS against llama.cpp: " + ", ".join(
+            f"{k} {v:.2f}x" for k, v in r["vs_llama_cpp_rss"].items()))
     if "llama.cpp" in r["results"]:
         lines.append("llama.cpp runs the GGUF's Q4_K_M weights as stored (about 4.9 bits per weight, not "
                      "float32): it reads far fewer bytes per token, so it is the peer for quantised decoding.")
