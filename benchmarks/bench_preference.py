@@ -8,29 +8,32 @@ order, `--batch` pairs a step, none longer than `--seq` tokens. The reward model
 head at the last real token (TRL: a sequence-classification head kept trainable beside LoRA);
 DPO's reference log-probabilities are computed once before training on both sides (TRL:
 `precompute_ref_log_probs=True`; gemmaforge always does), so a timed step is the policy's
-forward and backward. Each engine and task runs in its own subprocess (peak RSS is the child's);
-`--warmup` steps are not timed. Speed is the pairs' real (non-padding) tokens per second.
+forward and backward. Activation checkpointing per decoder layer is on for both (TRL's default;
+`--no-checkpointing` turns it off on both). Each engine and task runs in its own subprocess (peak
+RSS is the child's), the engines alternately for `--rounds` rounds (TRL, gemmaforge, TRL, ...) so
+both see the same machine load; `--warmup` steps are not timed. Speed is the pairs' real
+(non-padding) tokens per second.
 
-    python benchmarks/bench_preference.py [--steps 2] [--warmup 1] [--batch 2] [--seq 256] [--threads 1]
+    python benchmarks/bench_preference.py [--threads 2] [--steps 2] [--warmup 1] [--batch 2] [--seq 256] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from side_by_side import alternate, load_note, peak_rss_mb
+
+from gemmaforge.rate.prefs import SHIPPED_HHH
 from gemmaforge.util.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_HHH = Path("/tmp/safety_dl/bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment")
-RUNS = [("trl", "reward"), ("gemmaforge", "reward"), ("trl", "dpo"), ("gemmaforge", "dpo")]
+TASKS = ("reward", "dpo")
 
 
 def shipped(task: str):
@@ -87,7 +90,8 @@ def gemmaforge_run(task: str, items, args) -> list[float]:
         out_dir=str(args.work / f"gf-{task}"),
         data={"seq_len": args.seq},
         optim={"lr": c.optim.lr, "warmup_steps": 0, "min_lr_ratio": 1.0, "weight_decay": 0.0},
-        train={"max_steps": 1000, "global_batch": args.batch, "micro_batch": args.batch, "device": "cpu"},
+        train={"max_steps": 1000, "global_batch": args.batch, "micro_batch": args.batch, "device": "cpu",
+               "activation_checkpointing": args.checkpointing},
         log={"progress": False, "peak_tflops": 1.0})
     trainer = Trainer(model, objective, InOrder(), config,
                       DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
@@ -129,7 +133,7 @@ def trl_run(task: str, items, args) -> list[float]:
                   max_steps=args.warmup + args.steps, learning_rate=c.optim.lr, lr_scheduler_type="constant",
                   weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", use_cpu=True, report_to=[],
                   save_strategy="no", logging_steps=1, dataloader_num_workers=0, bf16=False, fp16=False,
-                  remove_unused_columns=False)
+                  remove_unused_columns=False, gradient_checkpointing=args.checkpointing)
     tokenizer = transformers.AutoTokenizer.from_pretrained(args.work / "hf")
     lora = dict(r=c.lora.rank, lora_alpha=c.lora.alpha, lora_dropout=0.0, target_modules=list(c.lora.targets))
     chosen, rejected = sides(items, 0), sides(items, 1)
@@ -173,16 +177,9 @@ def child(engine: str, task: str, args) -> dict:
     items = torch.load(args.work / "items.pt")
     times = (gemmaforge_run if engine == "gemmaforge" else trl_run)(task, items, args)
     timed = times[args.warmup:]
-    tokens = [int(items[s * args.batch:(s + 1) * args.batch, :, 1].sum())
-              for s in range(args.warmup, args.warmup + args.steps)]
-    return {"tokens_per_s": sum(tokens) / sum(timed), "step_s": timed, "warmup_s": times[:args.warmup],
-            "tokens_per_step": tokens, "peak_rss_mb": peak_rss_mb()}
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory since exec (VmHWM; ru_maxrss would carry the parent's peak over)."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    tokens = int(items[args.warmup * args.batch:(args.warmup + args.steps) * args.batch, :, 1].sum())
+    return {"tokens": tokens, "seconds": sum(timed), "step_s": timed, "warmup_s": times[:args.warmup],
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
@@ -192,7 +189,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2, help="pairs a step")
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--hhh", type=Path, default=DEFAULT_HHH, help="bigbench's hhh_alignment folder")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each engine, alternating")
+    ap.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
+                    help="no activation checkpointing on either side")
+    ap.add_argument("--hhh", type=Path, default=SHIPPED_HHH, help="bigbench's hhh_alignment folder")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_preference"))
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -209,16 +209,12 @@ def main() -> None:
     if not (args.work / "hf" / "config.json").exists():
         gf.export_hf(gf.load_model("gemma3-270m"), args.work / "hf", tokenizer=gf.load_tokenizer("gemma3-270m"),
                      overwrite=True)
-    loads = [os.getloadavg()[0]]
-    results: dict = {"reward": {}, "dpo": {}}
-    for engine, task in RUNS:
-        out = subprocess.run([sys.executable, __file__, "--child", engine, task, *sys.argv[1:]], capture_output=True,
-                             text=True)
-        if out.returncode:
-            sys.exit(f"{engine} {task} failed:\n{out.stderr[-3000:]}")
-        results[task][engine] = json.loads(out.stdout.strip().splitlines()[-1])
-        loads.append(os.getloadavg()[0])
-        print(engine, task, results[task][engine], file=sys.stderr, flush=True)
+    results, loads = {}, []
+    for task in TASKS:
+        results[task], task_loads = alternate(
+            {e: [sys.executable, __file__, "--child", e, task, *sys.argv[1:]] for e in ("trl", "gemmaforge")},
+            args.rounds)
+        loads += task_loads
     import peft
     import transformers
     import trl
@@ -228,7 +224,8 @@ def main() -> None:
         r["memory_ratio"] = r["gemmaforge"]["peak_rss_mb"] / r["trl"]["peak_rss_mb"]
         r["goal_met"] = r["speedup"] >= 1.5 and r["memory_ratio"] <= 1.0
     report = {"results": results,
-              "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch", "seq", "threads")},
+              "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch", "seq", "threads", "rounds",
+                                                         "checkpointing")},
               "env": {"cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
                       "transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
                       "load_average": loads}}
@@ -237,10 +234,12 @@ def main() -> None:
     e, s = report["env"], report["settings"]
     lines = ["# Reward model and DPO with LoRA: gemmaforge vs TRL RewardTrainer / DPOTrainer + peft "
              "(gemma3-270m, float32)\n",
-             f"`python benchmarks/bench_preference.py` — {s['batch']} hhh_alignment pairs a step (both sides), up to "
-             f"{s['seq']} tokens, LoRA and optimiser settings of configs/reward-lora.toml and configs/dpo-lora.toml, "
-             f"{s['steps']} timed steps after {s['warmup']} warm-up, {s['threads']} thread, each run in its own "
-             "process.\n", "| task | TRL tokens/s | gemmaforge tokens/s | speed-up | TRL peak RSS (MB) | "
+             f"`python benchmarks/bench_preference.py --threads {s['threads']}` — {s['batch']} hhh_alignment pairs a "
+             f"step (both sides), up to {s['seq']} tokens, LoRA and optimiser settings of configs/reward-lora.toml "
+             f"and configs/dpo-lora.toml, activation checkpointing {'on' if s['checkpointing'] else 'off'} for both, "
+             f"{s['steps']} timed steps after {s['warmup']} warm-up, {s['threads']} thread(s), {s['rounds']} "
+             "alternating rounds of each engine in its own process.\n",
+             "| task | TRL tokens/s | gemmaforge tokens/s | speed-up | TRL peak RSS (MB) | "
              "gemmaforge peak RSS (MB) | memory ratio | goal (≥1.5x, ≤1x memory) |",
              "|---|---|---|---|---|---|---|---|"]
     for task, r in results.items():
@@ -248,9 +247,7 @@ def main() -> None:
                      f"{r['speedup']:.2f}x | {r['trl']['peak_rss_mb']:.0f} | {r['gemmaforge']['peak_rss_mb']:.0f} | "
                      f"{r['memory_ratio']:.2f}x | {'met' if r['goal_met'] else 'not met'} |")
     lines.append(f"\n{e['cpu']}, torch {e['torch']}, transformers {e['transformers']}, TRL {e['trl']}, "
-                 f"peft {e['peft']}. 1-min load average {min(loads):.1f}–{max(loads):.1f} during the run "
-                 "(a shared, busy 2-core machine): "
-                 "read the ratios, not the absolute numbers.\n")
+                 f"peft {e['peft']}. {load_note(loads, s['threads'])}\n")
     (args.out / "bench_preference.md").write_text("\n".join(lines))
     print(json.dumps(report, indent=2))
 

@@ -31,8 +31,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rl_demo import prompt_text, questions  # noqa: E402
+from rl_demo import questions  # noqa: E402
 
+# two-term additions/subtractions of 1-2 digits, asked in a chat turn (the setting of the measured results)
+TASK = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2, "operators": ["+", "-"],
+        "allow_parentheses": False, "allow_negation": False}
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 RANK, ALPHA, LR, BETA = 16, 32.0, 5e-4, 0.05
 
@@ -137,8 +140,9 @@ def write_prompts(args) -> None:
     import gemmaforge as gf
 
     tok = gf.load_tokenizer("gemma3-270m")
-    entries = questions(args.prompts * (args.warmup + args.steps) * 4, 0)
-    rows = [{"prompt": prompt_text(e["question"]), "entry": e, "dataset": "basic_arithmetic"} for e in entries]
+    entries = questions(args.prompts * (args.warmup + args.steps) * 4, 0, TASK)
+    rows = [{"prompt": f"{e['question']}\nGive only the final answer.", "entry": e, "dataset": "basic_arithmetic"}
+            for e in entries]
     (args.work / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     rendered = [tok.apply_chat_template([{"role": "user", "content": r["prompt"]}]) for r in rows]
     assert all(r.startswith("<bos>") for r in rendered)

@@ -4,24 +4,25 @@ Both fine-tune gemma3-270m (gemmaforge loads the shipped GGUF; TRL loads the sam
 with gf.export_hf) with LoRA rank 16, alpha 32, no dropout, on all seven projections, float32,
 AdamW lr 2e-4, clipping 1.0, on the same conversations of the embedded default SFT set, in the
 same order, one conversation per row (no packing on either side; the first conversations of
-at most `--seq` tokens), `--batch` rows a step, loss on model turns only. Each engine runs in its
-own subprocess (peak RSS is the child's); `--warmup` steps are not timed. Speed is trained-on rows' real (non-padding)
-tokens per second.
+at most `--seq` tokens), `--batch` rows a step, loss on model turns only, activation
+checkpointing per decoder layer on both (TRL's default; `--no-checkpointing` turns it off on
+both). Each engine runs in its own subprocess (peak RSS is the child's), alternately for
+`--rounds` rounds (TRL, gemmaforge, TRL, gemmaforge, ...) so both see the same machine load;
+`--warmup` steps are not timed. Speed is trained-on rows' real (non-padding) tokens per second.
 
-    python benchmarks/bench_sft.py [--steps 4] [--warmup 1] [--batch 4] [--seq 256] [--threads N]
+    python benchmarks/bench_sft.py [--threads 2] [--steps 3] [--warmup 1] [--batch 4] [--seq 256] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from side_by_side import alternate, load_note, peak_rss_mb
 
 from gemmaforge.util.machine import cpu_name
 
@@ -67,7 +68,8 @@ def gemmaforge_run(data, args) -> list[float]:
     config = TrainConfig.from_dict({
         "out_dir": str(args.work / "gf"), "data": {"seq_len": args.seq},
         "optim": {"lr": LR, "warmup_steps": 0, "min_lr_ratio": 1.0, "weight_decay": 0.0},
-        "train": {"max_steps": 1000, "global_batch": args.batch, "micro_batch": args.batch},
+        "train": {"max_steps": 1000, "global_batch": args.batch, "micro_batch": args.batch,
+                  "activation_checkpointing": args.checkpointing},
         "log": {"progress": False, "peak_tflops": 1.0}})
     trainer = Trainer(model, SftObjective(), InOrder(), config,
                       DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
@@ -107,7 +109,8 @@ def trl_run(data, args) -> list[float]:
                            max_steps=args.warmup + args.steps, learning_rate=LR, lr_scheduler_type="constant",
                            weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", use_cpu=True, report_to=[],
                            save_strategy="no", logging_steps=1, packing=False, max_length=None,
-                           completion_only_loss=True, dataloader_num_workers=0)
+                           completion_only_loss=True, dataloader_num_workers=0,
+                           gradient_checkpointing=args.checkpointing)
     lora = peft.LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
     InOrder(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora,
             callbacks=[Timer()]).train()
@@ -117,23 +120,23 @@ def trl_run(data, args) -> list[float]:
 def child(engine: str, args) -> dict:
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     data = json.loads((args.work / "data.json").read_text())
     times = (gemmaforge_run if engine == "gemmaforge" else trl_run)(data, args)
-    tokens = [sum(len(i) - 1 for i, _ in data[s * args.batch:(s + 1) * args.batch])
-              for s in range(args.warmup, args.warmup + args.steps)]
-    return {"tokens_per_s": sum(tokens) / sum(times), "step_s": times,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    tokens = sum(len(i) - 1 for i, _ in data[args.warmup * args.batch:(args.warmup + args.steps) * args.batch])
+    return {"tokens": tokens, "seconds": sum(times), "step_s": times, "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each engine, alternating")
+    ap.add_argument("--no-checkpointing", dest="checkpointing", action="store_false",
+                    help="no activation checkpointing on either side")
     ap.add_argument("--work", type=Path, default=Path("runs/bench_sft"))
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     ap.add_argument("--engine", help=argparse.SUPPRESS)
@@ -149,13 +152,8 @@ def main() -> None:
     if not (args.work / "hf" / "config.json").exists():
         gf.export_hf(gf.load_model("gemma3-270m"), args.work / "hf", tokenizer=gf.load_tokenizer("gemma3-270m"),
                      overwrite=True)
-    load = os.getloadavg()[0]
-    results = {}
-    for engine in ("trl", "gemmaforge"):
-        out = subprocess.run([sys.executable, __file__, "--engine", engine, *sys.argv[1:]], capture_output=True,
-                             text=True, check=True)
-        results[engine] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(engine, results[engine], file=sys.stderr)
+    results, loads = alternate({e: [sys.executable, __file__, "--engine", e, *sys.argv[1:]]
+                                for e in ("trl", "gemmaforge")}, args.rounds)
     import peft
     import torch
     import transformers
@@ -163,26 +161,29 @@ def main() -> None:
 
     report = {"results": results, "speedup": results["gemmaforge"]["tokens_per_s"] / results["trl"]["tokens_per_s"],
               "memory_ratio": results["gemmaforge"]["peak_rss_mb"] / results["trl"]["peak_rss_mb"],
-              "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch", "seq", "threads")},
-              "env": {"cpu": cpu_name(), "threads": args.threads or torch.get_num_threads(),
-                      "python": platform.python_version(), "torch": torch.__version__,
-                      "transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__,
-                      "load_before": load, "load_after": os.getloadavg()[0]}}
+              "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch", "seq", "threads", "rounds",
+                                                         "checkpointing")},
+              "env": {"cpu": cpu_name(), "threads": args.threads, "python": platform.python_version(),
+                      "torch": torch.__version__, "transformers": transformers.__version__,
+                      "trl": trl.__version__, "peft": peft.__version__, "load_average": loads}}
+    report["goal_met"] = report["speedup"] >= 1.5 and report["memory_ratio"] <= 1.0
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sft.json").write_text(json.dumps(report, indent=2) + "\n")
     r, e = results, report["env"]
     (args.out / "sft.md").write_text(
         "# LoRA SFT: gemmaforge vs TRL SFTTrainer + peft (gemma3-270m, float32)\n\n"
-        f"`python benchmarks/bench_sft.py` — {args.batch} rows x up to {args.seq} tokens a step, LoRA r{RANK} on "
-        f"{len(TARGETS)} projections, {args.steps} timed steps after {args.warmup} warm-up.\n\n"
-        "| | TRL | gemmaforge |\n|---|---|---|\n"
-        f"| tokens/s | {r['trl']['tokens_per_s']:.1f} | {r['gemmaforge']['tokens_per_s']:.1f} "
-        f"({report['speedup']:.2f}x) |\n"
-        f"| peak RSS (MB) | {r['trl']['peak_rss_mb']:.0f} | {r['gemmaforge']['peak_rss_mb']:.0f} "
-        f"({report['memory_ratio']:.2f}x) |\n\n"
+        f"`python benchmarks/bench_sft.py --threads {args.threads}` — {args.batch} rows x up to {args.seq} tokens "
+        f"a step, LoRA r{RANK} on {len(TARGETS)} projections, activation checkpointing "
+        f"{'on' if args.checkpointing else 'off'} for both, {args.steps} timed steps after {args.warmup} warm-up, "
+        f"{args.rounds} alternating rounds of each engine in its own process.\n\n"
+        "| | TRL | gemmaforge | ratio |\n|---|---|---|---|\n"
+        f"| tokens/s | {r['trl']['tokens_per_s']:.1f} | {r['gemmaforge']['tokens_per_s']:.1f} | "
+        f"{report['speedup']:.2f}x |\n"
+        f"| peak RSS (MB) | {r['trl']['peak_rss_mb']:.0f} | {r['gemmaforge']['peak_rss_mb']:.0f} | "
+        f"{report['memory_ratio']:.2f}x |\n\n"
+        f"Goal (≥ 1.5x tokens/s at ≤ 1x memory): {'met' if report['goal_met'] else 'not met'}.\n\n"
         f"{e['cpu']}, {e['threads']} threads, torch {e['torch']}, transformers {e['transformers']}, "
-        f"TRL {e['trl']}, peft {e['peft']}. Load average {e['load_before']:.1f} before / {e['load_after']:.1f} after: "
-        "the machine was shared with other jobs, so read the ratio, not the absolute numbers.\n")
+        f"TRL {e['trl']}, peft {e['peft']}. {load_note(loads, args.threads)}\n")
     print(json.dumps(report, indent=2))
 
 

@@ -6,6 +6,9 @@
 - Greedy agreement with float32 over 128 new tokens on 16 prompts (the first 48 tokens of the
   last 16 `openwebtext` excerpts): the share of identical tokens position by position, the mean
   length of the common prefix, and how many continuations are identical throughout.
+- MMLU through the eval harness, when `--mmlu SCHEME=DIR` names `gemmaforge eval --tasks mmlu
+  --limit N [--quantize SCHEME] --output DIR` runs (one per scheme, the same N): accuracy, and
+  the share of questions answered as float32 answers them.
 Targets (issue 15): int8 within +0.5% NLL of float32, int4 within +3%.
 
     python benchmarks/quant_quality.py [--threads 2] [--tokens 20480] [--out benchmarks/results]
@@ -97,6 +100,8 @@ def main() -> None:
     ap.add_argument("--note", default="")
     ap.add_argument("--only", choices=SCHEMES, help="run one model, write its partial result")
     ap.add_argument("--combine", action="store_true", help="write the report from the --only results")
+    ap.add_argument("--mmlu", action="append", default=[], metavar="SCHEME=DIR",
+                    help="an eval --tasks mmlu output directory of that scheme, added to the report")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -126,10 +131,28 @@ def run_one(scheme: str, args) -> tuple[dict, list[list[int]], int]:
     mean, count = nll(model, seqs)
     start = time.perf_counter()
     continuation = greedy(model, prompts, args.new_tokens)
-    result = {"load_s": load_s, "nll": mean, "tokens": count, "generate_s": time.perf_counter() - start,
+    result = {"scheme": str(scheme_of(model) or "float32"), "load_s": load_s, "nll": mean, "tokens": count,
+              "generate_s": time.perf_counter() - start,
               "weight_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
     print(scheme, json.dumps(result), flush=True)
     return result, continuation, len(seqs)
+
+
+def mmlu(dirs: dict[str, Path]) -> dict[str, dict]:
+    """Accuracy per scheme from eval output directories, and agreement with float32's answers."""
+    out, preds = {}, {}
+    for scheme, d in dirs.items():
+        task = next(t for t in json.loads((d / "results.json").read_text())["tasks"] if t["task"] == "mmlu")
+        rows = [json.loads(line) for line in (d / task["samples_file"]).read_text().splitlines()]
+        preds[scheme] = {r["prompt"]: r["extra"]["pred"] for r in rows}
+        out[scheme] = {"acc_macro": task["metrics"]["acc_macro"]["value"], "acc": task["metrics"]["acc"]["value"],
+                       "n": task["n"], "shots": task["shots"], "seconds": task["seconds"]}
+    for scheme in out:
+        ref = preds.get("float32", {})
+        common = [p for p in preds[scheme] if p in ref]
+        if common and scheme != "float32":
+            out[scheme]["same_answer_as_float32"] = sum(preds[scheme][p] == ref[p] for p in common) / len(common)
+    return out
 
 
 def report_all(results: dict, continuations: dict, n_docs: int, args) -> None:
@@ -142,7 +165,8 @@ def report_all(results: dict, continuations: dict, n_docs: int, args) -> None:
         r.update(agreement(continuations["float32"], continuations[scheme]))
     report = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "note": args.note,
               "held_out": f"last {n_docs} documents of wikipedia_excerpts, {results['float32']['tokens']} tokens",
-              "prompts": len(continuations["float32"]), "new_tokens": args.new_tokens, "results": results}
+              "prompts": len(continuations["float32"]), "new_tokens": args.new_tokens, "results": results,
+              "mmlu": mmlu({k: Path(v) for k, v in (m.split("=", 1) for m in args.mmlu)})}
     (args.out / "quant_quality.json").write_text(json.dumps(report, indent=2))
     (args.out / "quant_quality.md").write_text(markdown(report))
     print(markdown(report))
@@ -165,6 +189,12 @@ def markdown(r: dict) -> str:
                          f"<= +{x['target_pct']}% ({'met' if x['meets_target'] else 'MISSED'}) | "
                          f"{x['token_agreement']:.1%} | {x['mean_common_prefix']:.1f} | "
                          f"{x['identical_continuations']}/{r['prompts']} |")
+    if r.get("mmlu"):
+        lines += ["", "| weights | MMLU acc_macro | acc | questions | shots | same answer as float32 |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for s, m in r["mmlu"].items():
+            same = f"{m['same_answer_as_float32']:.1%}" if "same_answer_as_float32" in m else "-"
+            lines.append(f"| {s} | {m['acc_macro']:.4f} | {m['acc']:.4f} | {m['n']} | {m['shots']} | {same} |")
     return "\n".join(lines) + "\n"
 
 

@@ -183,3 +183,30 @@ def test_tokenizer_flag_overrides_where_the_tokenizer_comes_from(model_dir, tmp_
     assert main(["generate", "--model", str(bare), "--max-new-tokens", "2", "x"]) == 2
     assert "tokenizer.model: no such file" in capsys.readouterr().err
     assert main(["generate", "--model", str(bare), "--tokenizer", str(model_dir), "--max-new-tokens", "2", "x"]) == 0
+
+
+def test_speculative_generate_and_chat_give_the_plain_text_and_report_acceptance(model_dir, capsys, monkeypatch):
+    prompt = "def f(x):\n    return x + x + x + x"
+    assert main(["generate", "--model", str(model_dir), prompt, "--max-new-tokens", "12"]) == 0
+    plain = capsys.readouterr().out
+    assert main(["generate", "--model", str(model_dir), prompt, "--max-new-tokens", "12", "--threads", "1",
+                 "--speculative", "prompt-lookup", "--draft-tokens", "4", "--max-ngram", "2"]) == 0
+    out = capsys.readouterr()
+    assert out.out == plain and "prompt lookup:" in out.err and "drafted tokens accepted" in out.err
+    replies = []
+    for extra in ([], ["--speculative", "prompt-lookup"]):
+        monkeypatch.setattr("sys.stdin", io.StringIO("abab abab\nagain abab\n"))
+        assert main(["chat", "--model", str(model_dir), "--max-new-tokens", "6", *extra]) == 0
+        replies.append(capsys.readouterr().out)
+    assert replies[0] == replies[1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["hi", "--draft-tokens", "4"], "--draft-tokens, --max-ngram and --min-ngram need --speculative prompt-lookup"),
+    (["hi", "--speculative", "prompt-lookup", "--min-ngram", "3", "--max-ngram", "2"], "min_ngram <= max_ngram"),
+    (["hi", "ho", "--speculative", "prompt-lookup"], "--speculative decodes one prompt at a time, got 2"),
+])
+def test_bad_speculative_options_are_one_line_before_the_model_loads(tmp_path, capsys, argv, message):
+    assert main(["generate", "--model", str(tmp_path / "no-model"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -13,6 +13,7 @@ from .errors import CheckpointError, ConfigError, GemmaForgeError, InputError, T
 _LAZY = {
     "GemmaConfig": ".config", "Gemma": ".model",
     "ChatSession": ".inference", "Sampling": ".inference", "generate": ".inference", "stream": ".inference",
+    "PromptLookup": ".inference", "SpeculationStats": ".inference",
     "Tokenizer": ".tokenizer", "load_tokenizer": ".tokenizer", "train_tokenizer": ".tokenizer",
     "export_hf": ".weights", "load_model": ".weights", "save_model": ".weights",
     "quantize": ".quant",
@@ -33,6 +34,8 @@ __all__ = [
     "generate",
     "stream",
     "Sampling",
+    "PromptLookup",
+    "SpeculationStats",
     "ChatSession",
     "load_model",
     "save_model",
@@ -42,7 +45,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .config import GemmaConfig
-    from .inference import ChatSession, Sampling, generate, stream
+    from .inference import ChatSession, PromptLookup, Sampling, SpeculationStats, generate, stream
     from .model import Gemma
     from .quant import quantize
     from .tokenizer import Tokenizer, load_tokenizer, train_tokenizer

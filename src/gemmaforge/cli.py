@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import GemmaForgeError
+from .errors import GemmaForgeError, InputError
 from .quant.cli import add_gguf_type_argument, add_quantize_arguments
 from .util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT, PROBABILITY, Parser
 
@@ -102,15 +102,22 @@ def _sampling(args: argparse.Namespace):
 
 def _generate(args: argparse.Namespace) -> None:
     from .inference.generate import generate, stream
+    from .inference.speculative import SpeculationStats
+    from .inference.speculative_cli import speculative_settings
 
-    s = _sampling(args)  # bad settings fail before the model loads
+    s, spec = _sampling(args), speculative_settings(args)  # bad settings fail before the model loads
+    if spec and len(args.prompt) > 1:
+        raise InputError(f"--speculative decodes one prompt at a time, got {len(args.prompt)} prompts")
     model, tok = _load(args)
     prompts = args.prompt or [sys.stdin.read().removesuffix("\n")]  # `echo ... |` adds a newline
     if len(prompts) == 1:  # one prompt streams as it is generated
+        stats = SpeculationStats()
         for delta in stream(model, tok, prompts[0], args.max_new_tokens, stop=args.stop, truncate=args.truncate,
-                            sampling=s):
+                            sampling=s, speculative=spec, stats=stats):
             print(delta, end="", flush=True)
         print()
+        if spec:
+            print(f"({stats.summary()})", file=sys.stderr)
         return
     texts = generate(model, tok, prompts, args.max_new_tokens, stop=args.stop, truncate=args.truncate, sampling=s)
     for i, (prompt, text) in enumerate(zip(prompts, texts), 1):  # several prompts run as one batch
@@ -120,10 +127,11 @@ def _generate(args: argparse.Namespace) -> None:
 
 def _chat(args: argparse.Namespace) -> None:
     from .inference.chat_session import ChatSession
+    from .inference.speculative_cli import speculative_settings
 
-    sampling = _sampling(args)
+    sampling, spec = _sampling(args), speculative_settings(args)
     model, tok = _load(args)
-    session = ChatSession(model, tok, sampling, args.max_new_tokens, args.system)
+    session = ChatSession(model, tok, sampling, args.max_new_tokens, args.system, speculative=spec)
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"Chatting with {args.model}. /help lists the commands.", file=sys.stderr)
@@ -212,6 +220,8 @@ def _add_sampling_args(p: argparse.ArgumentParser, max_new_tokens: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .inference.speculative_cli import add_speculative_arguments
+
     parser = Parser(prog="gemmaforge", description=__doc__)
     sub = parser.add_subparsers(dest="verb", required=True)
 
@@ -236,12 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(p, 64)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--truncate", action="store_true", help="drop the oldest prompt tokens if it is too long")
+    add_speculative_arguments(p)
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("chat", help="talk to a model in its chat format (also reads piped input)")
     _add_model_args(p)
     _add_sampling_args(p, 256)
     p.add_argument("--system", default=None, help="a system prompt, folded into the first user turn")
+    add_speculative_arguments(p)
     p.set_defaults(run=_chat)
 
     p = sub.add_parser("tokenizer", help="tokenizer tools")

@@ -1,8 +1,10 @@
 """A preallocated key/value cache for incremental decoding.
 
 Global layers keep every position (slot = position); sliding-window layers keep only their window
-in a ring buffer (slot = position mod window), unless the cache must be able to roll back (a
-`PromptCache`): then they keep every position too and the mask applies the window. Each slot
+in a ring buffer (slot = position mod slots), unless the cache must be able to roll back any amount
+(a `PromptCache`): then they keep every position too and the mask applies the window. A ring with
+`spare` slots beyond its window can roll back up to `spare` positions (speculative decoding): the
+positions those writes overwrote lie outside the window of every query still to come. Each slot
 remembers the position it holds (-1 when empty), so attention masks come from positions alone and
 batches of different lengths need no special cases. One extra "trash" slot per layer absorbs padding tokens.
 """
@@ -27,21 +29,22 @@ class KVCache:
     max_len: int
     length: int = 0  # 1 + the largest position stored so far (over rows)
     prev_length: int = 0  # `length` before the current forward
+    spare: int = 0  # ring slots beyond the window: how far a ring cache can roll back
 
     @classmethod
     def allocate(cls, cfg: GemmaConfig, batch: int, max_len: int, dtype: torch.dtype,
-                 device: torch.device | str = "cpu", rings: bool = True) -> KVCache:
+                 device: torch.device | str = "cpu", rings: bool = True, spare: int = 0) -> KVCache:
         keys, values, slot_pos, ring = [], [], [], []
         for i in range(cfg.n_layers):
-            local = rings and cfg.is_local(i) and cfg.sliding_window < max_len
-            slots = cfg.sliding_window if local else max_len
+            local = rings and cfg.is_local(i) and cfg.sliding_window + spare < max_len
+            slots = cfg.sliding_window + spare if local else max_len
             shape = (batch, cfg.n_kv_heads, slots + 1, cfg.head_dim)
             keys.append(torch.zeros(shape, dtype=dtype, device=device))
             values.append(torch.zeros(shape, dtype=dtype, device=device))
             slot_pos.append(torch.full((batch, slots + 1), -1, dtype=torch.long, device=device))
             ring.append(local)
         return cls(keys, values, slot_pos, ring,
-                   torch.zeros(batch, dtype=torch.long, device=device), max_len)
+                   torch.zeros(batch, dtype=torch.long, device=device), max_len, spare=spare)
 
     def repeat(self, n: int) -> KVCache:
         """A copy with each row repeated `n` times in place (rows a, b -> a, a, b, b for n = 2): one
@@ -51,14 +54,16 @@ class KVCache:
 
         return KVCache([rep(k) for k in self.keys], [rep(v) for v in self.values],
                        [rep(p) for p in self.slot_pos], list(self.ring), rep(self.next_position),
-                       self.max_len, self.length, self.prev_length)
+                       self.max_len, self.length, self.prev_length, self.spare)
 
     def truncate(self, n: int) -> None:
-        """Forget every position from `n` on (the cache must have no ring buffers)."""
-        if any(self.ring):
-            raise ValueError("a ring-buffer KV cache cannot roll back: allocate it with rings=False")
+        """Forget every position from `n` on. Ring buffers can forget at most their `spare` last
+        positions: older ones may have overwritten keys the window still needs."""
+        if any(self.ring) and not 0 <= self.length - n <= self.spare:
+            raise ValueError(f"a ring-buffer KV cache with {self.spare} spare slots cannot roll back from "
+                             f"{self.length} to {n} positions: allocate it with rings=False or more spare slots")
         for pc in self.slot_pos:
-            pc[:, n:] = -1
+            pc.masked_fill_(pc >= n, -1)
         self.length = self.prev_length = min(self.length, n)
         self.next_position = torch.full_like(self.next_position, n)
 

@@ -254,9 +254,9 @@ class Gemma(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int | None = None, spare: int = 0) -> KVCache:
         return KVCache.allocate(self.config, batch_size, max_len or self.config.max_seq_len,
-                                dtype=self.dtype, device=self.final_norm.weight.device)
+                                dtype=self.dtype, device=self.final_norm.weight.device, spare=spare)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection (tied to the embedding) plus Gemma 2's final soft-cap."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,6 +127,20 @@ def test_kl_is_zero_while_the_policy_is_the_reference(tok, tmp_path):
         assert abs(float(b["rollout/kl"])) < 1e-4
 
 
+def test_plain_prompts_and_stop_strings_end_replies(tok, tmp_path):
+    model = tiny_model(seed=3)
+    apply_lora(model, LoraSettings(("q_proj", "v_proj"), 4, 8.0, 0.0))
+    (tmp_path / "r.py").write_text(REWARD)
+    spec = RewardSpec("function", target=f"{tmp_path / 'r.py'}:reward")
+    settings = RolloutSettings("rloo", 2, 4, 12, 1.0, 8, prompt_format="plain", stop=("e",))
+    data = Rollouts([Prompt("Tell me about trees.", {}), Prompt("Count to three.", {})], tok, [spec],
+                    [build_scorer(spec, tok)], settings)
+    batch = data.micro_batches(0, model)[0]
+    assert batch["ids"][0, 0] == tok.bos_id and tok.decode(batch["ids"][0, 1:6].tolist()).startswith("Tell me")
+    assert float(batch["rollout/finished"]) > 0  # some replies ended at a token holding "e" ...
+    assert all("e" not in text for text in data.last["texts"])  # ... and none went on past one
+
+
 def rl_config(tmp_path, out, **rl) -> TrainConfig:
     (tmp_path / "r.py").write_text(REWARD)
     prompts = tmp_path / "prompts.jsonl"
@@ -146,19 +161,25 @@ def metrics(out) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
-def test_rl_runs_logs_and_resumes_to_the_same_curve(tok, tmp_path):
+@pytest.mark.parametrize("kl", [{}, {"kl_target": 0.01, "kl_horizon": 8.0, "kl_in_loss": False, "epochs": 1}],
+                         ids=["fixed-kl", "adaptive-kl"])
+def test_rl_runs_logs_and_resumes_to_the_same_curve(tok, tmp_path, kl):
     gf.save_model(tiny_model(seed=5), tmp_path / "base", tokenizer=tok)
-    whole = rlhf(rl_config(tmp_path, tmp_path / "a"))
-    assert whole["steps"] == 4 and whole["held_out_after"]["n"] == 2
+    whole = rlhf(rl_config(tmp_path, tmp_path / "a", **kl))
+    assert whole["steps"] == 4 and whole["held_out_after"]["n"] == 2 and Path(whole["plot"]).is_file()
     rows = [r for r in metrics(tmp_path / "a") if "loss" in r]
-    assert {"rollout/reward", "rollout/reward_e", "kl", "entropy", "clip_fraction", "rollout/tok_s"} <= set(rows[0])
-    half = rl_config(tmp_path, tmp_path / "b")
+    assert {"rollout/reward", "rollout/reward_e", "kl", "entropy", "clip_fraction", "rollout/tok_s",
+            "rollout/kl_coef"} <= set(rows[0])
+    coefs = [round(r["rollout/kl_coef"], 6) for r in rows]  # (logged through float32)
+    assert coefs[0] == 0.1 and (len(set(coefs)) == 4 if kl else set(coefs) == {0.1})  # adapted every step
+    half = rl_config(tmp_path, tmp_path / "b", **kl)
     rlhf(half.replace(train={"max_steps": 2}))
-    rlhf(half, resume=True)
+    rlhf(half, resume=True)  # a fresh process's view: β comes back from the checkpoint
     again = [r for r in metrics(tmp_path / "b") if "loss" in r]
-    steps_a = {r["step"]: r["loss"] for r in rows}
-    steps_b = {r["step"]: r["loss"] for r in again}
-    assert steps_a.keys() == steps_b.keys() and all(abs(steps_a[s] - steps_b[s]) < 1e-6 for s in steps_a)
+    for key in ("loss", "rollout/kl_coef"):
+        steps_a = {r["step"]: r[key] for r in rows}
+        steps_b = {r["step"]: r[key] for r in again}
+        assert steps_a.keys() == steps_b.keys() and all(abs(steps_a[s] - steps_b[s]) < 1e-6 for s in steps_a), key
     assert gf.load_model(tmp_path / "a" / "model").config.vocab_size == tok.vocab_size
 
 

@@ -8,9 +8,10 @@ from sft_helpers import arithmetic_chats, small_tokenizer, tiny_model, write_jso
 
 import gemmaforge as gf
 from gemmaforge.train.errors import TrainError
+from gemmaforge.train.lora import LoraSettings, apply_lora
 from gemmaforge.train.losses import IGNORE_INDEX
 from gemmaforge.train.sft import SftObjective
-from gemmaforge.train.sft_data import PAD_SEGMENT, Example, pack, read_examples
+from gemmaforge.train.sft_data import PAD_SEGMENT, Example, pack, read_examples, trim_padding
 
 CHAT = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! Yes."},
         {"role": "user", "content": "More?"}, {"role": "model", "content": "No."}]
@@ -93,6 +94,39 @@ def test_packing_without_pack_gives_one_conversation_per_row(small, tmp_path):
     examples = read_examples(write_jsonl(tmp_path / "c.jsonl", arithmetic_chats(5)), small)
     rows, stats = pack(examples, 64, packed=False)
     assert stats.rows == 5 and (rows[:, 3].amax(1) == 0).all()
+
+
+def test_loss_on_trimmed_rows_and_trained_positions_equals_full_logits_everywhere(small, tmp_path):
+    """SftObjective cuts trailing padding and projects only trained positions; loss and LoRA
+    gradients must equal plain cross-entropy over full logits of the untrimmed rows."""
+    examples = read_examples(write_jsonl(tmp_path / "c.jsonl", arithmetic_chats(4)), small)
+    rows, _ = pack(examples, 96, packed=False)
+    longest = max(len(e.ids) - 1 for e in examples)
+    cut = trim_padding(rows)
+    assert cut.shape[-1] == longest < rows.shape[-1] and torch.equal(cut, rows[..., :longest])
+    assert trim_padding(rows[..., :longest]).shape[-1] == longest  # nothing to cut: unchanged
+
+    def grads(loss_fn):
+        torch.manual_seed(0)
+        model = tiny_model()
+        apply_lora(model, LoraSettings(("q_proj", "down_proj"), 4, 8.0))
+        for name, p in model.named_parameters():
+            if name.endswith("lora_B"):
+                torch.nn.init.normal_(p, std=0.1)  # non-zero, so every adapter's gradient is exercised
+        loss = loss_fn(model)
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+    def reference(model):
+        ids, labels, positions, segments = rows.unbind(1)
+        logits = model(ids, positions=positions, segment_ids=segments)
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+
+    want_loss, want = grads(reference)
+    got_loss, got = grads(lambda m: SftObjective().loss(m, rows)[0])
+    assert got_loss.item() == pytest.approx(want_loss.item(), abs=1e-5)
+    for name in want:
+        assert torch.allclose(got[name], want[name], atol=1e-5, rtol=1e-4), name
 
 
 def test_long_conversations_are_cut_and_counted():

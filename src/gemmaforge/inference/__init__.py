@@ -3,5 +3,6 @@
 from .chat_session import ChatSession
 from .generate import Decoder, generate, stream
 from .sampling import Sampling
+from .speculative import PromptLookup, SpeculationStats
 
-__all__ = ["ChatSession", "Decoder", "Sampling", "generate", "stream"]
+__all__ = ["ChatSession", "Decoder", "PromptLookup", "Sampling", "SpeculationStats", "generate", "stream"]

@@ -11,6 +11,7 @@ from ..model import Gemma
 from ..tokenizer.tokenizer import Tokenizer
 from .generate import stream
 from .sampling import Sampling
+from .speculative import PromptLookup, SpeculationStats
 
 
 @dataclass
@@ -23,6 +24,8 @@ class ChatSession:
     messages: list[dict[str, str]] = field(default_factory=list)
     cache: PromptCache = field(default_factory=PromptCache)  # each turn prefills only itself
     dropped: int = 0  # oldest exchanges dropped by the last `send` to fit the context
+    speculative: str | PromptLookup | None = None  # e.g. "prompt-lookup": same replies, fewer forward passes
+    stats: SpeculationStats = field(default_factory=SpeculationStats)  # what speculation did, over all turns
 
     def reset(self) -> None:
         self.messages.clear()
@@ -59,7 +62,7 @@ class ChatSession:
         prompt = self._prompt(text)
         reply = []
         for delta in stream(self.model, self.tokenizer, prompt, self.max_new_tokens, prompt_cache=self.cache,
-                            sampling=self.sampling):
+                            sampling=self.sampling, speculative=self.speculative, stats=self.stats):
             reply.append(delta)
             yield delta
         self.messages += [{"role": "user", "content": text}, {"role": "model", "content": "".join(reply).strip()}]

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..kv_cache import KVCache, PromptCache
 from ..model import Gemma
 from .sampling import Sampling, choose
+from .speculative import NgramIndex, PromptLookup, SpeculationStats, resolve_speculative
 
 PREFILL_CHUNK = 1024  # prompt tokens per forward pass
 
@@ -61,17 +62,25 @@ class Decoder:
     computed again, and the cache keeps this generation for the next one. With `logprobs`, each
     row's `logprobs[row]` collects the log-probability of every token it yields under the
     distribution it was sampled from before top-k/top-p (softmax of logits / temperature; of the
-    logits when greedy): what RL needs of its rollouts, computed once.
+    logits when greedy): what RL needs of its rollouts, computed once. With `speculative`
+    ("prompt-lookup" or a `PromptLookup`; one prompt only), each forward pass checks tokens drafted
+    from earlier in the text and may yield several steps; the steps are those of plain decoding, and
+    `stats` counts what was drafted and accepted.
     """
 
     def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False,
                  prompt_cache: PromptCache | None = None, sample_ids: Sequence[int] | None = None,
-                 logprobs: bool = False):
+                 logprobs: bool = False, speculative: str | PromptLookup | None = None):
         ctx = model.config.max_seq_len
         self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
         if prompt_cache is not None and len(self.prompts) != 1:
             raise InputError(f"a prompt cache serves one prompt at a time, got {len(self.prompts)}")
+        self.speculative = resolve_speculative(speculative)
+        if self.speculative is not None and len(self.prompts) > 1:
+            raise InputError(f"speculative decoding serves one prompt at a time, got {len(self.prompts)}; "
+                             "generate them one by one, or without speculative=")
+        self.stats = SpeculationStats()
         self.prompt_cache = prompt_cache
         sampling = sampling or Sampling()
         self.model, self.sampling, self.max_new_tokens = model, sampling, max_new_tokens
@@ -98,9 +107,30 @@ class Decoder:
         for i, p in enumerate(prompts):  # left padding: every row's last token is at the end
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        cache = model.new_cache(len(prompts), need)
+        spare = self.speculative.num_tokens if self.speculative else 0  # ring slots for rolled-back drafts
+        cache = model.new_cache(len(prompts), need, spare=spare)
         return cache, prefill(model, ids.to(device), mask.to(device), cache)
 
+    def _pick(self, last: torch.Tensor, seen: torch.Tensor | None,
+              generators: list[torch.Generator]) -> tuple[torch.Tensor, list[int | None]]:
+        """Each row's next token from its logits `last` [B, V] (float32), and the step to yield."""
+        nxt = choose(last, self.sampling, seen, generators).cpu()
+        if self.logprobs is not None:
+            scale = self.sampling.temperature or 1.0
+            picked = torch.log_softmax(last / scale, -1).gather(-1, nxt[:, None].to(last.device))[:, 0].tolist()
+        if seen is not None:
+            seen[torch.arange(len(nxt)), nxt.to(seen.device)] = True
+        out: list[int | None] = []
+        for row, tok in enumerate(nxt.tolist()):
+            if self.done[row]:
+                out.append(None)
+                continue
+            out.append(tok)
+            if self.logprobs is not None:
+                self.logprobs[row].append(picked[row])
+            if tok in self.stop_ids:
+                self.done[row] = True
+        return nxt, out
 
     @torch.inference_mode()
     def __iter__(self) -> Iterator[list[int | None]]:
@@ -115,37 +145,49 @@ class Decoder:
                 seen[i, torch.tensor(p, device=device)] = True
         cache, logits = self._prefill(device)
         generators = [] if self.sampling.greedy else self.sampling.generators(self.sample_ids, logits.device)
-        fed = list(self.prompts[0]) if self.prompt_cache is not None else []  # what its cache holds
+        fed = list(self.prompts[0]) if batch == 1 else []  # what the cache holds (one prompt: no padding)
         try:
+            if self.speculative is not None:
+                yield from self._speculate(self.speculative, cache, logits, seen, generators, fed)
+                return
             for step in range(self.max_new_tokens):
-                last = logits[:, -1].float()
-                nxt = choose(last, self.sampling, seen, generators).cpu()
-                toks = nxt.tolist()
-                if self.logprobs is not None:
-                    scale = self.sampling.temperature or 1.0
-                    picked = torch.log_softmax(last / scale, -1).gather(-1, nxt[:, None].to(last.device))[:, 0]
-                    picked = picked.tolist()
-                out: list[int | None] = []
-                for row, tok in enumerate(toks):
-                    if self.done[row]:
-                        out.append(None)
-                        continue
-                    out.append(tok)
-                    if self.logprobs is not None:
-                        self.logprobs[row].append(picked[row])
-                    if tok in self.stop_ids:
-                        self.done[row] = True
+                nxt, out = self._pick(logits[:, -1].float(), seen, generators)
                 yield out
                 if all(self.done) or step == self.max_new_tokens - 1:  # no forward for a token never used
                     break
-                if seen is not None:
-                    seen[torch.arange(batch), nxt.to(device)] = True
                 logits = model(nxt[:, None].to(device), cache=cache)
-                fed.append(toks[0])
+                fed.append(int(nxt[0]))
         finally:  # also when the consumer stops early: the cache holds exactly `fed`
             self.done = [True] * batch
             if self.prompt_cache is not None:
                 self.prompt_cache.tokens = fed
+
+    def _speculate(self, settings: PromptLookup, cache: KVCache, logits: torch.Tensor, seen: torch.Tensor | None,
+                   generators: list[torch.Generator], fed: list[int]) -> Iterator[list[int | None]]:
+        """Batch-1 decoding that feeds [last token, drafts] per forward. logits[:, i] is what plain
+        decoding would see after fed token i, so each step is picked exactly as it would be there;
+        the drafts after the first one the model did not pick are forgotten by the cache."""
+        index = NgramIndex(settings, self.prompts[0])
+        device, drafts = logits.device, []
+        while True:
+            for i in range(len(drafts) + 1):
+                _, out = self._pick(logits[:, i].float(), seen, generators)
+                yield out
+                index.append(out[0])
+                hit = i < len(drafts) and out[0] == drafts[i]
+                self.stats.tokens += 1
+                self.stats.accepted += hit
+                if self.done[0] or self.stats.tokens == self.max_new_tokens:
+                    return
+                if not hit:
+                    break
+            del fed[len(fed) - len(drafts) + i:]  # the rejected drafts
+            cache.truncate(len(fed))
+            drafts = index.draft(self.max_new_tokens - self.stats.tokens - 1, self.stop_ids)  # room in the cache
+            self.stats.drafted += len(drafts)
+            self.stats.forwards += 1
+            logits = self.model(torch.tensor([[out[0]] + drafts], device=device), cache=cache)
+            fed += [out[0]] + drafts
 
 
 def prefill(model: Gemma, ids: torch.Tensor, mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
@@ -201,10 +243,11 @@ class TextStream:
 
 def _setup(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]], max_new_tokens: int,
            sampling: Sampling, add_bos: bool, truncate: bool, prompt_cache: PromptCache | None = None,
-           sample_ids: Sequence[int] | None = None) -> Decoder:
+           sample_ids: Sequence[int] | None = None, speculative: str | PromptLookup | None = None) -> Decoder:
     ids = [tokenizer.encode(p, add_bos=add_bos) if isinstance(p, str) else list(p) for p in prompts]
     stop_ids = {tokenizer.eos_id, getattr(tokenizer, "end_of_turn_id", tokenizer.eos_id)}
-    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate, prompt_cache, sample_ids)
+    return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate, prompt_cache, sample_ids,
+                   speculative=speculative)
 
 
 def resolve_sampling(sampling: Sampling | None, temperature: float, top_k: int | None, top_p: float | None,
@@ -223,39 +266,49 @@ def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], 
            temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
            repetition_penalty: float = 1.0, seed: int = 0, stop: Sequence[str] = (), add_bos: bool = True,
            truncate: bool = False, prompt_cache: PromptCache | None = None, *, sampling: Sampling | None = None,
-           sample_id: int = 0) -> Iterator[str]:
+           sample_id: int = 0, speculative: str | PromptLookup | None = None,
+           stats: SpeculationStats | None = None) -> Iterator[str]:
     """Yield the continuation of one prompt as text deltas, as soon as each is complete.
     A `prompt_cache` carried from call to call skips recomputing the prefix the prompts share.
-    `sample_id` picks the random stream: (seed, k) gives what row k of a batch would."""
+    `sample_id` picks the random stream: (seed, k) gives what row k of a batch would.
+    `speculative="prompt-lookup"` (or a `PromptLookup`) drafts tokens from the text so far and
+    checks them in one forward pass: the same text, in fewer passes; `stats` adds up its counts."""
     sampling = resolve_sampling(sampling, temperature, top_k, top_p, repetition_penalty, seed)
     dec = _setup(model, tokenizer, [prompt], max_new_tokens, sampling, add_bos, truncate, prompt_cache,
-                 [sample_id])
-    text = TextStream(tokenizer, stop)
-    for (tok,) in dec:
-        if tok is None or tok in dec.stop_ids:
-            break
-        delta = text.push(tok)
-        if delta:
-            yield delta
-        if text.stopped:
-            dec.finish(0)
-            return
-    rest = text.flush()
-    if rest:
-        yield rest
+                 [sample_id], speculative)
+    try:
+        text = TextStream(tokenizer, stop)
+        for (tok,) in dec:
+            if tok is None or tok in dec.stop_ids:
+                break
+            delta = text.push(tok)
+            if delta:
+                yield delta
+            if text.stopped:
+                dec.finish(0)
+                return
+        rest = text.flush()
+        if rest:
+            yield rest
+    finally:
+        if stats is not None:
+            stats.add(dec.stats)
 
 
 def generate(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]],
              max_new_tokens: int = 64, temperature: float = 0.0, top_k: int | None = None,
              top_p: float | None = None, repetition_penalty: float = 1.0, seed: int = 0,
              stop: Sequence[str] = (), add_bos: bool = True, truncate: bool = False, *,
-             sampling: Sampling | None = None, sample_ids: Sequence[int] | None = None) -> list[str]:
+             sampling: Sampling | None = None, sample_ids: Sequence[int] | None = None,
+             speculative: str | PromptLookup | None = None, stats: SpeculationStats | None = None) -> list[str]:
     """Continuations of a batch of prompts (strings, or token id lists used as given).
-    Row i samples from the stream of (seed, sample_ids[i]), by default (seed, i)."""
+    Row i samples from the stream of (seed, sample_ids[i]), by default (seed, i).
+    `speculative` and `stats` as in `stream` (one prompt at a time)."""
     if isinstance(prompts, str):
         raise InputError("generate takes a list of prompts; wrap a single prompt in a list")
     sampling = resolve_sampling(sampling, temperature, top_k, top_p, repetition_penalty, seed)
-    dec = _setup(model, tokenizer, prompts, max_new_tokens, sampling, add_bos, truncate, None, sample_ids)
+    dec = _setup(model, tokenizer, prompts, max_new_tokens, sampling, add_bos, truncate, None, sample_ids,
+                 speculative)
     streams = [TextStream(tokenizer, stop) for _ in prompts]
     for step in dec:
         for row, tok in enumerate(step):
@@ -266,4 +319,6 @@ def generate(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Seq
                 dec.finish(row)
     for s in streams:
         s.flush()
+    if stats is not None:
+        stats.add(dec.stats)
     return [s.text for s in streams]

@@ -14,8 +14,11 @@ from .schemes import Scheme
 
 
 def scheme_of(model: Gemma) -> Scheme | None:
-    """The scheme `model` is quantised with, or None for a float model."""
-    return next((m.scheme for m in model.modules() if isinstance(m, QuantWeight)), None)
+    """The scheme `model` is quantised with, or None for a float model (the layers hold the
+    model's scheme, the embedding its own: `scheme.for_embedding`)."""
+    quantised = [m for m in model.modules() if isinstance(m, QuantWeight)]
+    return next((m.scheme for m in quantised if isinstance(m, QuantLinear)),
+                quantised[0].scheme if quantised else None)
 
 
 def _targets(model: Gemma) -> list[tuple[str, nn.Module]]:
@@ -34,13 +37,17 @@ def _swap(model: Gemma, make: Callable[[str, nn.Module], QuantWeight]) -> None:
 
 def _check_fits(model: Gemma, scheme: Scheme) -> None:
     for name, m in _targets(model):
-        scheme.groups(m.weight.shape[1], name)
+        (scheme.for_embedding if isinstance(m, Embedding) else scheme).groups(m.weight.shape[1], name)
 
 
-def quantize(model: Gemma, scheme: str = "int8", group_size: int | None = None) -> Gemma:
+def quantize(model: Gemma, scheme: str | Scheme = "int8", group_size: int | None = None,
+             embedding: str | None = None) -> Gemma:
     """Quantise `model` in place (and return it): int8 (per channel, or per `group_size` columns)
-    or int4 (asymmetric, groups of `group_size`, default 32, two codes per byte)."""
-    s = Scheme.make(scheme, group_size)
+    or int4 (asymmetric, error-minimising scales in groups of `group_size`, default 16, two codes
+    per byte). `embedding` is the tied embedding's scheme, "int8" (per row) by default for both
+    schemes, or "int4" (the layers' int4): an int4 table costs more quality than all the int4
+    layers together (docs/quantize.md)."""
+    s = scheme if isinstance(scheme, Scheme) else Scheme.make(scheme, group_size, embedding)
     if (already := scheme_of(model)) is not None:
         raise InputError(f"the model is already quantised ({already}); load the float model again to "
                          f"quantise it as {s}")
@@ -49,7 +56,7 @@ def quantize(model: Gemma, scheme: str = "int8", group_size: int | None = None) 
 
     def make(name: str, m: nn.Module) -> QuantWeight:
         if isinstance(m, Embedding):
-            q = QuantEmbedding.from_float(m.weight, s, name)
+            q = QuantEmbedding.from_float(m.weight, s.for_embedding, name)
             q.dtype = dtype
             return q
         return QuantLinear.from_float(m.weight, s, name)
@@ -68,7 +75,7 @@ def quantized_skeleton(model: Gemma, scheme: Scheme) -> Gemma:
     def make(name: str, m: nn.Module) -> QuantWeight:
         out, width = m.weight.shape
         if isinstance(m, Embedding):
-            q = QuantEmbedding.empty(scheme, out, width, name)
+            q = QuantEmbedding.empty(scheme.for_embedding, out, width, name)
             q.dtype = dtype
             return q
         return QuantLinear.empty(scheme, out, width, name)
@@ -82,8 +89,9 @@ def check_requested(have: Scheme | None, scheme: str | None, group_size: int | N
     if have is None or (scheme is None and group_size is None):
         return
     name = scheme or have.name
-    keep = name == have.name and group_size is None  # asking for the stored scheme by name alone
-    want = have if keep else Scheme.make(name, group_size)
-    if want != have:
+    if name == have.name and group_size is None:  # asking for the stored scheme by name alone
+        return
+    want = Scheme.make(name, group_size)
+    if (want.name, want.group_size) != (have.name, have.group_size):  # what a request can choose
         raise InputError(f"{where}: is stored quantised as {have}; it cannot be loaded as {want} "
                          f"(load the float model to quantise it differently, or drop quantize=)")

@@ -13,6 +13,7 @@ from ..config import GemmaConfig
 from ..errors import CheckpointError
 from ..model import Gemma, check_dtype
 from .api import quantized_skeleton
+from .modules import QuantEmbedding
 from .schemes import Packed, Scheme, quantize_weight
 
 QUANTIZATION = "quantization"  # the config.json key that records the scheme
@@ -56,13 +57,15 @@ def quantize_streamed(cfg: GemmaConfig, tensors: Iterable[tuple[str, tuple[int, 
     with torch.device("meta"):
         model = quantized_skeleton(Gemma(cfg).to(dtype), scheme)
     expected = model.state_dict()
+    embeddings = {name for name, m in model.named_modules() if isinstance(m, QuantEmbedding)}
     state: dict[str, torch.Tensor] = {}
     for name, shape, read in tensors:
         if name.endswith("norm.weight"):
             state[name] = read(0, shape[0]).to(dtype)
             continue
         base = name.removesuffix(".weight")
-        blocks = [quantize_weight(read(i, min(i + ROWS, shape[0])), scheme, base) for i in range(0, shape[0], ROWS)]
+        s = scheme.for_embedding if base in embeddings else scheme
+        blocks = [quantize_weight(read(i, min(i + ROWS, shape[0])), s, base) for i in range(0, shape[0], ROWS)]
         state[name] = torch.cat([b.codes for b in blocks])
         state[f"{base}.scales"] = torch.cat([b.scales for b in blocks])
         if blocks[0].zeros is not None:

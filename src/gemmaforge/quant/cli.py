@@ -20,13 +20,13 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight-only quantisation of every linear layer and the embedding (default: none; "
                         "a checkpoint saved quantised loads quantised)")
     p.add_argument("--group-size", type=Number(int, 2), default=None, metavar="N",
-                   help="columns per scale (int8 default: one per row; int4 default: 32)")
+                   help="columns per scale (int8 default: one per row; int4 default: 16)")
 
 
 def add_gguf_type_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gguf-type", choices=GGUF_TYPES, default=None,
                    help="tensor type of --to gguf (default: F32 for a float model, Q8_0 for int8, Q4_1 for "
-                        "int4 -- lossless from int4 in groups of 32)")
+                        "int4 -- lossless from int4 in groups of 32; the default groups of 16 are re-rounded)")
 
 
 def quant_report(model: Gemma) -> dict:

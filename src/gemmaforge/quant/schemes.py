@@ -5,7 +5,11 @@ per group of `group_size` columns.
 int4: asymmetric, w ≈ q * scale + zero with q in [0, 15], two codes packed per byte as GGUF's Q4
 blocks do (byte j of a group: column j in the low nibble, column j + group_size/2 in the high one,
 so unpacking yields contiguous halves, which compiled kernels vectorise); a float16 scale and zero
-per group of `group_size` columns (default 32).
+per group of `group_size` columns (default 16). The scale and zero either span the group's min..max
+("minmax", GGUF's Q4_1) or minimise the weighted squared error over a grid of candidate ranges
+("mse", the search of llama.cpp's make_qkx2_quants for Q4_K; the default).
+A model-level scheme may give the tied embedding (also the output projection) its own scheme:
+"int4" keeps it at int8 per row by default (benchmarks/results/quant_options.md says why).
 """
 
 from __future__ import annotations
@@ -16,20 +20,29 @@ import torch
 
 from ..errors import InputError
 
-DEFAULT_GROUP = {"int8": None, "int4": 32}  # int8 per channel; int4 in groups of 32 (as GGUF's Q4 blocks)
+DEFAULT_GROUP = {"int8": None, "int4": 16}  # int8 per channel; int4 in groups of 16 (32 misses the quality goal)
+ROUNDINGS = {"int8": ("absmax",), "int4": ("mse", "minmax")}  # the first is the default
+DEFAULT_EMBEDDING = {"int8": "int8", "int4": "int8"}  # the tied embedding's scheme by default
+SEARCH_ROWS = 4096  # rows searched at a time by the "mse" rounding (bounded scratch memory)
 _TINY = 1e-12  # floor for a scale, so an all-zero (or constant) group does not divide by zero
 
 
 @dataclass(frozen=True)
 class Scheme:
     """What `quantize` does to each weight: `name` "int8" or "int4", `group_size` columns per
-    scale (None: one scale per row, int8 only)."""
+    scale (None: one scale per row, int8 only), `rounding` ("absmax" for int8; "mse" or "minmax"
+    for int4), and `embedding`: the tied embedding's own scheme (None: the same as the layers)."""
 
     name: str
     group_size: int | None = None
+    rounding: str = "absmax"
+    embedding: Scheme | None = None
 
     @classmethod
-    def make(cls, name: str, group_size: int | None = None) -> Scheme:
+    def make(cls, name: str, group_size: int | None = None, embedding: str | Scheme | None = None,
+             rounding: str | None = None) -> Scheme:
+        """A checked scheme, with each unset choice at its default; `embedding` may name a scheme
+        ("int8": per row, or `name` itself: the layers' scheme) or be a Scheme."""
         if name not in DEFAULT_GROUP:
             raise InputError(f"unknown quantisation scheme {name!r}; use one of: {', '.join(DEFAULT_GROUP)}")
         group_size = group_size if group_size is not None else DEFAULT_GROUP[name]
@@ -37,14 +50,31 @@ class Scheme:
             raise InputError("int4 needs a group_size (e.g. 32, 64, 128); only int8 has a per-channel scale")
         if group_size is not None and (group_size < 2 or group_size % 2):
             raise InputError(f"group_size must be an even number >= 2, got {group_size}")
-        return cls(name, group_size)
+        rounding = rounding or ROUNDINGS[name][0]
+        if rounding not in ROUNDINGS[name]:
+            raise InputError(f"{name} rounding must be one of {', '.join(ROUNDINGS[name])}, got {rounding!r}")
+        embedding = embedding or DEFAULT_EMBEDDING[name]
+        if isinstance(embedding, str):
+            embedding = None if embedding == name else cls.make(embedding, embedding=embedding)
+        return cls(name, group_size, rounding, embedding)
+
+    @property
+    def for_embedding(self) -> Scheme:
+        """The scheme the tied embedding table is stored in."""
+        return self.embedding or self
 
     def to_dict(self) -> dict:
-        return {"scheme": self.name, "group_size": self.group_size}
+        return {"scheme": self.name, "group_size": self.group_size, "rounding": self.rounding,
+                "embedding": self.embedding and self.embedding.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> Scheme:
-        return cls.make(d["scheme"], d.get("group_size"))
+        """As recorded in config.json. Checkpoints saved before `rounding` and `embedding` were
+        recorded used min..max int4 rounding and quantised the embedding like the layers."""
+        name = d["scheme"]
+        emb = d.get("embedding")
+        return cls.make(name, d.get("group_size"), embedding=cls.from_dict(emb) if emb else name,
+                        rounding=d.get("rounding") or ("minmax" if name == "int4" else None))
 
     def groups(self, width: int, where: str) -> int:
         """How many scales each row of a `width`-column weight gets; the group must divide the width."""
@@ -56,7 +86,12 @@ class Scheme:
         return width // self.group_size
 
     def __str__(self) -> str:
-        return self.name if self.group_size is None else f"{self.name} (group {self.group_size})"
+        parts = [] if self.group_size is None else [f"group {self.group_size}"]
+        if self.name == "int4":
+            parts.append(f"{self.rounding} rounding")
+        if self.embedding is not None:
+            parts.append(f"embedding {self.embedding}")
+        return self.name + (f" ({', '.join(parts)})" if parts else "")
 
 
 @dataclass
@@ -69,6 +104,36 @@ class Packed:
     zeros: torch.Tensor | None
 
 
+def fit_int4(wg: torch.Tensor, steps: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero [...] for groups wg [..., n], found as llama.cpp's make_qkx2_quants does for
+    Q4_K (rmin=-1, rdelta=0.1, nstep=20, weights w_i = rms(x) + |x_i|): starting from min..max
+    (the zero at most 0), try `steps` + 1 ranges, each rounding to codes from the best zero so far
+    and fitting scale and zero to those codes by weighted least squares; keep the least weighted
+    squared error. Vectorised over groups; the same decisions as the C loop."""
+    hi = wg.amax(-1)
+    zero = wg.amin(-1).clamp(max=0)
+    w = wg.pow(2).mean(-1, keepdim=True).sqrt() + wg.abs()
+    sw, sx = w.sum(-1), (w * wg).sum(-1)
+    scale = ((hi - zero) / 15).clamp(min=_TINY)
+    q = torch.round((wg - zero[..., None]) / scale[..., None]).clamp(0, 15)
+    best = (w * (q * scale[..., None] + zero[..., None] - wg).pow(2)).sum(-1)
+    for i in range(steps + 1):
+        iscale = (14 + 0.1 * i) / (hi - zero).clamp(min=_TINY)
+        q = torch.round(iscale[..., None] * (wg - zero[..., None])).clamp(0, 15)
+        wq = w * q
+        sq, sq2, sxq = wq.sum(-1), (wq * q).sum(-1), (wq * wg).sum(-1)
+        det = sw * sq2 - sq * sq
+        ok = det > 0
+        det = torch.where(ok, det, torch.ones_like(det))
+        s, z = (sw * sxq - sx * sq) / det, (sq2 * sx - sq * sxq) / det
+        s = torch.where(z > 0, sxq / sq2.clamp(min=_TINY), s)  # the zero is kept at most 0
+        z = z.clamp(max=0)
+        e = (w * (q * s[..., None] + z[..., None] - wg).pow(2)).sum(-1)
+        better = ok & (e < best)
+        scale, zero, best = (torch.where(better, a, b) for a, b in ((s, scale), (z, zero), (e, best)))
+    return scale, zero
+
+
 def quantize_weight(w: torch.Tensor, scheme: Scheme, where: str = "weight") -> Packed:
     """Quantise a float weight [out, in] row by row (exact for any slicing of rows)."""
     out, width = w.shape
@@ -78,9 +143,14 @@ def quantize_weight(w: torch.Tensor, scheme: Scheme, where: str = "weight") -> P
         scales = (wg.abs().amax(-1) / 127).clamp(min=_TINY)
         codes = torch.round(wg / scales[..., None]).clamp(-127, 127).to(torch.int8)
         return Packed(codes.reshape(out, width), scales, None)
-    lo, hi = wg.amin(-1), wg.amax(-1)
-    zeros = lo.half()
-    scales = ((hi - zeros.float()) / 15).clamp(min=_TINY).half().clamp(min=torch.finfo(torch.float16).tiny)
+    if scheme.rounding == "mse":
+        fits = [fit_int4(wg[i:i + SEARCH_ROWS]) for i in range(0, out, SEARCH_ROWS)]
+        zeros = torch.cat([f[1] for f in fits]).half()
+        scale = torch.cat([f[0] for f in fits])
+    else:  # the range from the rounded zero, so the largest weight stays within reach
+        zeros = wg.amin(-1).half()
+        scale = (wg.amax(-1) - zeros.float()) / 15
+    scales = scale.clamp(min=_TINY).half().clamp(min=torch.finfo(torch.float16).tiny)
     q = torch.round((wg - zeros.float()[..., None]) / scales.float()[..., None]).clamp(0, 15).to(torch.uint8)
     q = q.reshape(out, g, 2, width // g // 2)
     return Packed((q[:, :, 0] | (q[:, :, 1] << 4)).reshape(out, width // 2), scales, zeros)

@@ -151,6 +151,8 @@ class RLSection:
     prompts: str = ""  # JSONL of {"prompt": …, meta…}, or "reasoning_gym:NAME" (a generator's questions)
     prompts_size: int = 500  # questions drawn from a reasoning-gym generator
     prompts_options: dict[str, Any] = field(default_factory=dict)  # the generator's own options (difficulty)
+    prompt_format: Literal["chat", "plain"] = "chat"  # chat: a user turn; plain: the text as is (base models)
+    stop: list[str] = field(default_factory=list)  # a reply also ends at a token holding one of these ("\n")
     held_out: int = 50  # of those, kept for evaluation (never trained on)
     k: int = 4  # samples per prompt
     prompts_per_step: int = 4
@@ -158,7 +160,9 @@ class RLSection:
     temperature: float = 1.0
     epochs: int = 1  # optimisation passes over each batch of rollouts (GRPO: several)
     clip: float = 0.2  # ratio clipping of the surrogate
-    kl_coef: float = 0.05
+    kl_coef: float = 0.05  # β; with kl_target set, its starting value
+    kl_target: float | None = None  # set: β adapts towards this mean per-reply KL (nats; Ziegler et al. 2019)
+    kl_horizon: float = 10000.0  # the adaptive controller's horizon, in rollouts
     kl_estimator: Literal["k1", "k3"] = "k1"
     kl_in_loss: bool = False  # False: -kl_coef * KL joins the reward; True: a loss term (GRPO's way)
     no_eos_penalty: float = 0.0  # subtracted from the reward of a reply that never ends
@@ -235,6 +239,11 @@ def _validate(c: TrainConfig) -> None:
         need(_get(c, name) > 0, name, "must be > 0")
     for name in ("rl.kl_coef", "rl.no_eos_penalty", "rl.held_out"):
         need(_get(c, name) >= 0, name, "must be >= 0")
+    need(c.rl.kl_target is None or c.rl.kl_target > 0, "rl.kl_target", "must be > 0 (or unset for a fixed kl_coef)")
+    need(c.rl.kl_horizon > 0, "rl.kl_horizon", "must be > 0")
+    need(all(isinstance(x, str) and x for x in c.rl.stop), "rl.stop", "must be non-empty strings")
+    need(c.rl.kl_target is None or c.rl.kl_coef > 0, "rl.kl_coef",
+         "must be > 0 with rl.kl_target (the adaptive controller scales it)")
     max_len = c.model.gemma_config().max_seq_len
     need(c.model.init_from is not None or c.data.seq_len <= max_len, "data.seq_len",
          f"must be <= model.max_seq_len ({max_len})")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..model import Gemma
+from ..util.residency import release
 from .errors import TrainError
 
 
@@ -151,13 +152,23 @@ def trainable_names(module: nn.Module) -> set[str]:
     return {n for n, p in module.named_parameters() if p.requires_grad}
 
 
+HASH_SLICE = 1 << 26  # bytes hashed, then released, at a time
+
+
 def frozen_hash(module: nn.Module) -> str:
-    """SHA-256 over the frozen parameters (name, dtype, shape, bytes): identifies the base."""
+    """SHA-256 over the frozen parameters (name, dtype, shape, bytes): identifies the base.
+
+    Memory-mapped weights are released slice by slice once hashed, so the pass does not leave
+    the whole base resident (what training never reads again, it never pays for)."""
     h = hashlib.sha256()
     for name, p in sorted(module.named_parameters()):
         if p.requires_grad:
             continue
         t = p.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
+        raw = t.reshape(-1).view(torch.uint8)
+        for at in range(0, len(raw), HASH_SLICE):
+            piece = raw[at:at + HASH_SLICE]
+            h.update(piece.numpy())
+            release(piece)
     return h.hexdigest()

@@ -32,3 +32,33 @@ def plot_loss(metrics: Path, png: Path, baseline: float | None = None, title: st
     fig.savefig(png)
     plt.close(fig)
     return png
+
+
+RL_PANELS = (("reward", ("rollout/reward",), "mean reward of the rollouts"),
+             ("KL to the reference", ("rollout/kl",), "nats per reply"),
+             ("KL coefficient β", ("rollout/kl_coef",), "β"),
+             ("loss", ("loss",), "surrogate loss"))
+
+
+def plot_rl(metrics: Path, png: Path, title: str = "") -> Path:
+    """An RL run's curves side by side: rollout reward, per-reply KL, the KL coefficient β (which the
+    adaptive controller moves) and the loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(metrics)
+    fig, axes = plt.subplots(1, len(RL_PANELS), figsize=(4 * len(RL_PANELS), 3.5), dpi=100)
+    for ax, (name, keys, unit) in zip(axes, RL_PANELS):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if key in r]
+            if pts:
+                ax.plot(*zip(*pts), ".-" if len(pts) < 40 else "-", lw=1)
+        ax.set(title=name, xlabel="optimizer step", ylabel=unit)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or metrics.parent.name)
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return png

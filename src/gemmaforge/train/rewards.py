@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,15 +72,31 @@ def reasoning_gym_score(prompt: str, response: str, entry: dict | None = None, d
     return float(reasoning_gym.get_score_answer_fn(dataset)(answer=extract_answer(response), entry=entry))
 
 
+_TAGGED = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)  # reasoning_gym.utils.extract_answer's
+_MARKER = re.compile(r"answer is|answer:", re.IGNORECASE)
+_NUMBER = re.compile(r"[-+]?(\d[\d,]*(\.\d+)?|\.\d+)(/\d+)?")
+
+
 def extract_answer(response: str) -> str:
-    """The final answer of a reply: what follows the last "answer is"/"Answer:", else its last line."""
-    text = response.strip()
-    lowered = text.lower()
-    for marker in ("answer is", "answer:"):
-        at = lowered.rfind(marker)
-        if at >= 0:
-            return text[at + len(marker):].strip().strip(".").strip()
-    return text.splitlines()[-1].strip().strip(".") if text else ""
+    """The final answer of a reply, in this order of preference:
+    1. the last `<answer>…</answer>` (reasoning-gym's own prompt convention and `extract_answer`);
+    2. after the first "answer is" / "Answer:", up to the end of that line (a small model that goes on
+       to invent further questions and answers, as base models do after a few-shot prompt);
+    3. the first line that is a bare number (a model that states the number and keeps talking);
+    4. the last non-empty line.
+    A trailing full stop is dropped."""
+    tagged = _TAGGED.findall(response)
+    if tagged:
+        return tagged[-1].strip()
+    marker = _MARKER.search(response)
+    if marker:
+        return _clean(response[marker.end():].lstrip().split("\n", 1)[0])
+    lines = [_clean(line) for line in response.splitlines() if _clean(line)]
+    return next((line for line in lines if _NUMBER.fullmatch(line)), lines[-1] if lines else "")
+
+
+def _clean(text: str) -> str:
+    return text.strip().rstrip(".").strip()
 
 
 def build_scorer(spec: RewardSpec, tokenizer: Any) -> Scorer:

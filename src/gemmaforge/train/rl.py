@@ -29,10 +29,11 @@ from .launch import add_run_arguments, in_process_group, run_verb, training_toke
 from .loop import Trainer
 from .lora import lora_layers
 from .modules import PolicyWithValue, backbone
+from .plot import plot_rl
 from .pretrain import initial_model
 from .rewards import RewardSpec, build_scorer, total_rewards
 from .rl_objective import PolicyGradientObjective
-from .rollouts import Prompt, Rollouts, RolloutSettings
+from .rollouts import Prompt, Rollouts, RolloutSettings, render_prompt
 from .sft import export
 
 
@@ -66,21 +67,23 @@ def load_prompts(config: TrainConfig) -> tuple[list[Prompt], list[Prompt]]:
 
 
 @torch.no_grad()
-def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers, max_new_tokens: int) -> dict:
-    """Greedy replies to held-out prompts and their mean reward (for a 0/1 checker: the accuracy)."""
+def held_out_reward(model: Any, tok: Any, prompts: list[Prompt], specs, scorers, max_new_tokens: int,
+                    prompt_format: str = "chat", stop: tuple[str, ...] = ()) -> dict:
+    """Greedy replies to held-out prompts and their mean reward (for a 0/1 checker: the accuracy); a
+    reply ends where a rollout would (`stop`)."""
     gemma = backbone(model)
     was = gemma.training
     gemma.eval()
-    rendered = [tok.apply_chat_template([{"role": "user", "content": p.text}]) for p in prompts]
+    rendered = [render_prompt(tok, p.text, prompt_format) for p in prompts]
     replies = []
     for i in range(0, len(rendered), 16):
-        replies += generate(gemma, tok, rendered[i:i + 16], max_new_tokens, add_bos=False)
+        replies += generate(gemma, tok, rendered[i:i + 16], max_new_tokens, stop=stop)
     gemma.train(was)
     rewards, _ = total_rewards(specs, scorers, [p.text for p in prompts], replies, [p.meta for p in prompts])
     mean = sum(rewards) / len(rewards)
     var = sum((x - mean) ** 2 for x in rewards) / max(len(rewards) - 1, 1)
     return {"mean_reward": mean, "stderr": (var / len(rewards)) ** 0.5, "n": len(rewards), "rewards": rewards,
-            "examples": [{"prompt": p.text, "reply": r, "reward": w}
+            "replies": replies, "examples": [{"prompt": p.text, "reply": r, "reward": w}
                          for p, r, w in list(zip(prompts, replies, rewards))[:5]]}
 
 
@@ -104,23 +107,30 @@ def _rlhf(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
     policy = PolicyWithValue(gemma) if r.algorithm == "ppo" else gemma
     settings = RolloutSettings(r.algorithm, r.prompts_per_step, r.k, r.max_new_tokens, r.temperature,
                                t.micro_batch, r.epochs, r.kl_coef, r.kl_in_loss, r.kl_estimator,
-                               r.no_eos_penalty, t.seed)
+                               r.no_eos_penalty, t.seed, r.kl_target, r.kl_horizon, r.prompt_format,
+                               tuple(r.stop))
     data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
     data.check_room(train_prompts + held, gemma.config.max_seq_len)
-    objective = PolicyGradientObjective(r.clip, r.kl_coef, r.kl_in_loss, r.kl_estimator, r.vf_coef)
+    objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef)
     out = Path(config.out_dir)
     trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
-    before = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens) if held and not resume else None
+
+    def evaluate() -> dict | None:
+        return held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens, r.prompt_format,
+                               tuple(r.stop)) if held else None
+
+    before = evaluate() if not resume else None
     if info.is_main:
         tok.save(out)
     result = trainer.fit(resume)
-    after = held_out_reward(policy, tok, held, specs, scorers, r.max_new_tokens) if held else None
+    after = evaluate()
     summary = {"kind": "rlhf", "algorithm": r.algorithm, "out_dir": config.out_dir, "steps": result.step,
                "train_loss": result.train_loss, "wall_s": time.perf_counter() - started,
                "train_s": result.wall_s, "tokens_trained": result.tokens, "checkpoint": str(result.checkpoint),
                "resumed_from": result.resumed_from, "held_out_before": before, "held_out_after": after}
     if info.is_main:
         summary["model"] = str(export(result.checkpoint, out / "model", tok))
+        summary["plot"] = str(plot_rl(out / "metrics.jsonl", out / "rl.png", f"{r.algorithm.upper()}: {out.name}"))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

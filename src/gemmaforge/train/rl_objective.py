@@ -2,8 +2,9 @@
 
 A rollout batch is a dict of tensors: `ids`, `attention`, `completion` [B, T] (the sampled tokens
 and their `<end_of_turn>` are the completion), `old_logp` and `ref_logp` [B, T] (per token, from
-the engine and from the reference; zero outside the completion) and `advantage` [B]; plus scalar
-rollout metrics (`rollout/…`) that the objective passes on to the log.
+the engine and from the reference; zero outside the completion), `advantage` [B] and `kl_coef`
+(a scalar: β when these rollouts were drawn, which an adaptive controller changes between steps);
+plus scalar rollout metrics (`rollout/…`) that the objective passes on to the log.
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> t
 class PolicyGradientObjective:
     """The clipped importance-weighted surrogate of PPO/GRPO, token-level mean over the step's
     completion tokens: −min(ρ A, clip(ρ, 1 − ε, 1 + ε) A), ρ = π/π_old per token, plus β·KL to the
-    reference when the KL is a loss term (`kl_in_loss`; otherwise it was subtracted from the reward).
+    reference when the KL is a loss term (`kl_in_loss`; otherwise it was subtracted from the reward),
+    β being the batch's `kl_coef`.
     Advantages are per sequence [B] (RLOO, GRPO) or per token [B, T] (PPO); with `returns` in the
     batch (PPO) the value head is trained too: vf_coef · ½ max((V − R)², (clip(V, V_old ± ε) − R)²)."""
 
-    def __init__(self, clip: float = 0.2, kl_coef: float = 0.0, kl_in_loss: bool = False,
-                 kl_estimator: str = "k3", vf_coef: float = 0.1, value_clip: float = 0.2) -> None:
-        self.clip, self.kl_coef, self.kl_in_loss, self.kl_estimator = clip, kl_coef, kl_in_loss, kl_estimator
+    def __init__(self, clip: float = 0.2, kl_in_loss: bool = False, kl_estimator: str = "k3",
+                 vf_coef: float = 0.1, value_clip: float = 0.2) -> None:
+        self.clip, self.kl_in_loss, self.kl_estimator = clip, kl_in_loss, kl_estimator
         self.vf_coef, self.value_clip = vf_coef, value_clip
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -81,7 +83,7 @@ class PolicyGradientObjective:
         per_token = -torch.minimum(ratio * adv, clipped * adv)
         kl = kl_estimate(logp, batch["ref_logp"], self.kl_estimator) * mask
         if self.kl_in_loss:
-            per_token = per_token + self.kl_coef * kl
+            per_token = per_token + batch["kl_coef"] * kl
         n = mask.sum().clamp(min=1)
         loss = (per_token * mask).sum() / n
         value_loss = None

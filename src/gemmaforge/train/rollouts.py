@@ -24,6 +24,7 @@ from torch import nn
 from ..inference.generate import Decoder
 from ..inference.sampling import Sampling
 from .errors import TrainError
+from .kl_control import KLController
 from .lora import adapters_disabled, lora_layers
 from .modules import backbone
 from .preference import token_logprobs
@@ -46,11 +47,31 @@ class RolloutSettings:
     temperature: float
     micro_batch: int
     epochs: int = 1
-    kl_coef: float = 0.0
+    kl_coef: float = 0.0  # β (its starting value when kl_target is set)
     kl_in_loss: bool = False
     kl_estimator: str = "k1"
     no_eos_penalty: float = 0.0  # subtracted from the reward of a reply that never ended
     seed: int = 0
+    kl_target: float | None = None  # set: β adapts towards it (kl_control.py)
+    kl_horizon: float = 10000.0
+    prompt_format: str = "chat"  # "chat": the prompt is a user turn; "plain": its text as is, after <bos>
+    stop: tuple[str, ...] = ()  # a reply also ends at a sampled token whose text holds one of these
+
+
+def stop_token_ids(tok: Any, stop: Sequence[str]) -> set[int]:
+    """<eos>, <end_of_turn> and every token whose text contains one of `stop` (e.g. "\n": each of
+    Gemma 3's newline tokens, from "\n" to long runs of them)."""
+    ids = {tok.eos_id, tok.end_of_turn_id}
+    if stop:
+        ids |= {i for i in range(tok.vocab_size) if any(s in tok.decode([i]) for s in stop)}
+    return ids
+
+
+def render_prompt(tok: Any, text: str, prompt_format: str = "chat") -> list[int]:
+    """A prompt's token ids: a user turn opening the model's turn, or (base models) the plain text."""
+    if prompt_format == "plain":
+        return tok.encode(text, add_bos=True)
+    return tok.encode(tok.apply_chat_template([{"role": "user", "content": text}]))
 
 
 class Rollouts:
@@ -62,11 +83,22 @@ class Rollouts:
         self.reference = reference  # a frozen copy, for full fine-tuning; None: the policy with adapters off
         self._cache: tuple[int, list[dict]] | None = None
         self.order = np.random.default_rng(settings.seed).permutation(len(self.prompts))
-        self.kl_coef = settings.kl_coef  # adaptive control may change it between steps
+        self.stop_ids = stop_token_ids(tokenizer, settings.stop)
+        self.kl = KLController(settings.kl_coef, settings.kl_target, settings.kl_horizon)
+        self._group_coef = settings.kl_coef  # β the cached rollouts were shaped with
 
     # -- the StepData contract ---------------------------------------------------------------
     def position(self, step: int) -> int:
         return step * self.s.prompts_per_step
+
+    def state(self, step: int) -> dict[str, Any]:
+        """What a checkpoint before `step` must restore for the rollouts to come out the same: β for
+        step's rollouts (the cached group's when `step` reuses them, with `epochs` > 1)."""
+        return {"kl_coef": self.kl.value if step % self.s.epochs == 0 else self._group_coef}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if self.kl.target is not None and "kl_coef" in state:  # a fixed β follows the config
+            self.kl.value = float(state["kl_coef"])
 
     def identity(self) -> dict[str, Any]:
         return {"prompts": len(self.prompts), "prompts_per_step": self.s.prompts_per_step, "k": self.s.k,
@@ -82,7 +114,7 @@ class Rollouts:
     def check_room(self, prompts: Sequence[Prompt], context: int) -> None:
         """Every prompt, rendered, must leave room for a full reply in the model's context."""
         for p in prompts:
-            n = len(self.tok.encode(self.tok.apply_chat_template([{"role": "user", "content": p.text}])))
+            n = len(render_prompt(self.tok, p.text, self.s.prompt_format))
             if n + self.s.max_new_tokens > context:
                 raise TrainError(f"prompt {p.text[:60]!r} is {n} tokens: with rl.max_new_tokens = "
                                  f"{self.s.max_new_tokens} it leaves no room in the model's context of {context}")
@@ -96,13 +128,12 @@ class Rollouts:
         gemma = backbone(model)
         prompts = self.step_prompts(step)
         k = self.s.k
-        rendered = [self.tok.encode(self.tok.apply_chat_template([{"role": "user", "content": p.text}]))
-                    for p in prompts]
+        rendered = [render_prompt(self.tok, p.text, self.s.prompt_format) for p in prompts]
         was_training = gemma.training
         gemma.eval()
         dec = Decoder(gemma, [r for r in rendered for _ in range(k)], self.s.max_new_tokens,
                       Sampling(temperature=self.s.temperature, seed=self.s.seed + step),
-                      stop_ids={self.tok.eos_id, self.tok.end_of_turn_id}, logprobs=True)
+                      stop_ids=self.stop_ids, logprobs=True)
         samples: list[list[int]] = [[] for _ in range(len(rendered) * k)]
         for tokens in dec:
             for row, t in enumerate(tokens):
@@ -121,11 +152,12 @@ class Rollouts:
             ref = self._reference_logprobs(model, batch)
         per_token_kl = kl_estimate(batch["old_logp"], ref, self.s.kl_estimator) * batch["completion"]
         kl = per_token_kl.sum(1)
+        coef = self.kl.value
         if self.s.algorithm == "ppo":
-            batch.update(self._ppo_targets(model, batch, score, per_token_kl))
+            batch.update(self._ppo_targets(model, batch, score, per_token_kl, coef))
             adv = batch.pop("advantage")
         else:
-            shaped = score if self.s.kl_in_loss else score - self.kl_coef * kl
+            shaped = score if self.s.kl_in_loss else score - coef * kl
             grouped = shaped.view(len(prompts), k)
             adv = (rloo_advantages if self.s.algorithm == "rloo" else grpo_advantages)(grouped).reshape(-1)
         generated = sum(len(s) for s in samples)
@@ -133,16 +165,18 @@ class Rollouts:
                    "rollout/kl": float(kl.mean()), "rollout/length": generated / len(samples),
                    "rollout/finished": sum(finished) / len(samples),
                    "rollout/tok_s": generated / max(rollout_s, 1e-9), "rollout/s": rollout_s,
-                   "rollout/kl_coef": self.kl_coef}
+                   "rollout/kl_coef": coef}
+        self.kl.update(float(kl.mean()), len(samples))
+        self._group_coef = coef
         self.last = {"texts": texts, "rewards": rewards, "prompts": [p.text for p in flat_prompts]}
         batch.update(ref_logp=ref, advantage=adv)
         return [{**{name: t[i:i + self.s.micro_batch] for name, t in batch.items()},
-                 **{name: torch.tensor(v) for name, v in metrics.items()}}
+                 **{name: torch.tensor(v) for name, v in metrics.items()}, "kl_coef": torch.tensor(coef)}
                 for i in range(0, len(samples), self.s.micro_batch)]
 
     @torch.no_grad()
     def _ppo_targets(self, model: nn.Module, batch: dict[str, torch.Tensor], score: torch.Tensor,
-                     per_token_kl: torch.Tensor) -> dict[str, torch.Tensor]:
+                     per_token_kl: torch.Tensor, coef: float) -> dict[str, torch.Tensor]:
         """PPO's per-token targets: rewards −β·KL at every completion token plus the score at the
         last one, the critic's values before the update, GAE advantages (whitened over the step's
         completion tokens) and returns."""
@@ -156,7 +190,7 @@ class Rollouts:
         model.train(was)
         completion = batch["completion"].bool()
         old_values = torch.cat(values) * completion
-        rewards = -self.kl_coef * per_token_kl
+        rewards = -coef * per_token_kl
         last = completion.long().cumsum(1).argmax(1)  # each row's last completion position
         rewards[torch.arange(len(score)), last] += score
         advantages, returns = gae(rewards, old_values, completion)

@@ -30,7 +30,7 @@ from .losses import IGNORE_INDEX, chunked_cross_entropy
 from .modules import backbone
 from .objective import TOKENS
 from .pretrain import initial_model
-from .sft_data import Rows, pack, read_examples
+from .sft_data import Rows, pack, read_examples, trim_padding
 from .trained import load_trained, to_gemma
 from .validation import LossValidation
 
@@ -44,11 +44,15 @@ class SftObjective:
         self.chunk_size = chunk_size
 
     def loss(self, model: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        ids, labels, positions, segments = batch.unbind(1)
+        ids, labels, positions, segments = trim_padding(batch).unbind(1)
         hidden = model(ids, positions=positions, segment_ids=segments, logits_at="none")
         gemma = backbone(model)
-        loss = chunked_cross_entropy(hidden, gemma.embed.weight, labels, gemma.config.final_softcap, self.chunk_size)
-        return loss, {TOKENS: float((labels != IGNORE_INDEX).sum())}
+        # Only trained positions reach the 262k-way output projection: prompts and user turns
+        # (most of a chat's tokens) cost the trunk alone.
+        trained = labels != IGNORE_INDEX
+        loss = chunked_cross_entropy(hidden[trained], gemma.embed.weight, labels[trained],
+                                     gemma.config.final_softcap, self.chunk_size)
+        return loss, {TOKENS: float(trained.sum())}
 
     def tokens(self, batch: torch.Tensor) -> int:
         return int((batch[:, 1] != IGNORE_INDEX).sum())

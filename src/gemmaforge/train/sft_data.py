@@ -158,6 +158,14 @@ def pack(examples: Sequence[Example], seq_len: int, packed: bool = True, seed: i
     return out, stats
 
 
+def trim_padding(rows: torch.Tensor) -> torch.Tensor:
+    """Rows [B, 4, T] cut after the last position any row uses. Padding only trails real tokens,
+    which never attend to later positions, so the cut computes the same; a batch of short
+    conversations then costs their length, not seq_len."""
+    used = (rows[:, 3] != PAD_SEGMENT).any(0).nonzero()
+    return rows[..., :int(used[-1]) + 1] if len(used) else rows
+
+
 class Rows:
     """Packed rows as the map-style dataset `StepBatches` reads (one [4, seq_len] row per item)."""
 

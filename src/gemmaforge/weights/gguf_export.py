@@ -4,7 +4,9 @@ quantise; it has no K-quant encoder). Norms are stored as 1 + w and in F32, as l
 
 A model quantised here to int4 in groups of 32 is written as Q4_1 without re-rounding (Q4_1 is
 the same code: w = d q + m per 32 values, the same nibble layout); any other combination goes
-through the dequantised float weight, a block of rows at a time.
+through the dequantised float weight, a block of rows at a time. An int4 model's int8 embedding
+is written as Q8_0 when the file's type has fewer bits (as llama.cpp's own Q4_K_M file of
+gemma3-270m stores token_embd), not re-rounded to 4 bits.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from ..errors import CheckpointError, InputError
 from ..model import Gemma
 from ..quant import scheme_of
-from ..quant.modules import QuantWeight
+from ..quant.modules import QuantEmbedding, QuantWeight
 from ..tokenizer import Tokenizer
 from .gguf_file import _LAYER_NAMES
 from .tensors import check_output
@@ -162,13 +164,20 @@ def export_gguf(model: Gemma, path: str | Path, kind: str | None = None, tokeniz
     return path
 
 
+def _tensor_type(m: torch.nn.Module, kind: str) -> str:
+    """`kind`, except Q8_0 for an int8 embedding (an int4 model's default) in a 4- or 5-bit file."""
+    int8_table = isinstance(m, QuantEmbedding) and m.scheme.name == "int8"
+    return "Q8_0" if int8_table and kind[:2] in ("Q4", "Q5") else kind
+
+
 def _tensors(w, model: Gemma, kind: str) -> None:
     from gguf import GGMLQuantizationType
 
-    raw = None if kind in ("F32", "F16") else GGMLQuantizationType[kind]
     for name, m in model.named_modules():
         if hasattr(m, "weight") and not name.endswith("norm") and (isinstance(m, QuantWeight) or m.weight.dim() == 2):
-            w.add_tensor(gguf_name(name), _weight(m, kind), raw_dtype=raw)
+            t = _tensor_type(m, kind)
+            raw = None if t in ("F32", "F16") else GGMLQuantizationType[t]
+            w.add_tensor(gguf_name(name), _weight(m, t), raw_dtype=raw)
     for name, t in model.state_dict().items():
         if name.endswith("norm.weight"):
             ours = name.removesuffix(".weight")
