@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 def add_run_arguments(parser: argparse.ArgumentParser, config_required: bool = True,
                       docs: str = "docs/training.md") -> argparse.ArgumentParser:
-    parser.add_argument("--config", required=config_required, metavar="FILE", help=f"TOML training config, or the JSON a run writes ({docs})")
+    parser.add_argument("--config", required=config_required, metavar="FILE",
+                        help=f"TOML training config, or the JSON a run writes ({docs})")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in out_dir (starts fresh if there is none)")
     parser.add_argument("--threads", type=POSITIVE, default=None, metavar="N",
