@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from side_by_side import load_note
+
 sys.path.insert(0, str(Path(__file__).parent))
 from rl_demo import questions  # noqa: E402
 
@@ -226,8 +228,7 @@ def markdown(r: dict) -> str:
         "sample from the same weights at T = 1, so reply lengths differ between the runs: read tokens/s, and "
         "the tokens a step beside the step time.\n\n"
         f"{e['cpu']}, torch {e['torch']}, transformers {e['transformers']}, TRL {e['trl']}, peft {e['peft']}. "
-        f"Load average {e['load_before'][0]:.1f} before / {e['load_after'][0]:.1f} after on a 2-core machine shared "
-        "with other jobs: the absolute numbers are a busy machine's; the ratios are from the same run.\n")
+        f"{load_note([e['load_before'][0], e['load_after'][0]], e['threads'])}\n")
 
 
 if __name__ == "__main__":

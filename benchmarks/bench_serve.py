@@ -46,7 +46,8 @@ MALFORMED = [b"{nope", b"[]", json.dumps({"model": MODEL, "prompt": "x", "max_to
 
 @dataclass
 class Job:
-    prompt: list[int]
+    prompt: list[int]  # with <bos>: what the generate baseline decodes
+    text: str  # the same prompt as text: what both servers are sent (llama.cpp's takes no token ids)
     max_tokens: int
     stream: bool
 
@@ -77,7 +78,8 @@ def workload(tok, n: int, prompt_range: tuple[int, int], output_range: tuple[int
     for i in range(n):
         length = rng.randint(*prompt_range)
         start = rng.randrange(0, len(ids) - length)
-        jobs.append(Job([tok.bos_id] + ids[start:start + length - 1], rng.randint(*output_range), i % 2 == 0))
+        cut = ids[start:start + length - 1]
+        jobs.append(Job([tok.bos_id] + cut, tok.decode(cut), rng.randint(*output_range), i % 2 == 0))
     return jobs
 
 
@@ -89,9 +91,11 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 # -- the client ------------------------------------------------------------------------------
-async def send(http: httpx.AsyncClient, model: str, job: Job) -> Outcome:
-    body = {"model": model, "prompt": job.prompt, "max_tokens": job.max_tokens, "temperature": 0,
-            "ignore_eos": True, "stream": job.stream}
+async def send(http: httpx.AsyncClient, model: str, job: Job, peer: bool = False) -> Outcome:
+    """One completion of exactly `max_tokens` tokens: gemmaforge's `ignore_eos`, or for the llama.cpp
+    peer its `min_tokens` (and its repeat penalty off: greedy as OpenAI defines it)."""
+    body = {"model": model, "prompt": job.text, "max_tokens": job.max_tokens, "temperature": 0, "stream": job.stream,
+            **({"min_tokens": job.max_tokens, "repeat_penalty": 1.0} if peer else {"ignore_eos": True})}
     start = time.perf_counter()
     try:
         if not job.stream:
@@ -102,7 +106,7 @@ async def send(http: httpx.AsyncClient, model: str, job: Job) -> Outcome:
             return check(Outcome(True, data["usage"]["completion_tokens"], time.perf_counter() - start,
                                  ids=[data["id"]]), job)
         out = Outcome(True)
-        last, done = None, False
+        last, done, finish = None, False, None
         body["stream_options"] = {"include_usage": True}
         async with http.stream("POST", "/v1/completions", json=body) as r:
             if r.status_code != 200:
@@ -122,7 +126,13 @@ async def send(http: httpx.AsyncClient, model: str, job: Job) -> Outcome:
                     else:
                         out.gaps.append(now - last)
                     last = now
+                if chunk.get("choices"):
+                    finish = chunk["choices"][0].get("finish_reason") or finish
+                    if peer and not out.ids:
+                        out.ids.append(chunk["id"])
         out.latency = time.perf_counter() - start
+        if peer and finish == "length":  # llama.cpp's server has no usage chunk: it stopped at max_tokens
+            out.tokens = job.max_tokens
         if not (done and out.ids):
             return Outcome(False, error="incomplete stream (no usage chunk or no [DONE])")
         return check(out, job)
@@ -137,14 +147,15 @@ def check(out: Outcome, job: Job) -> Outcome:
     return out
 
 
-async def run_level(url: str, model: str, jobs: list[Job], clients: int, max_seconds: float) -> dict:
+async def run_level(url: str, model: str, jobs: list[Job], clients: int, max_seconds: float,
+                    peer: bool = False) -> dict:
     queue = list(reversed(jobs))
     outcomes: list[Outcome] = []
     start = time.perf_counter()
 
     async def worker(http):
         while queue and time.perf_counter() - start < max_seconds:
-            outcomes.append(await send(http, model, queue.pop()))
+            outcomes.append(await send(http, model, queue.pop(), peer))
 
     limits = httpx.Limits(max_connections=clients + 4)
     async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(3600), limits=limits) as http:
@@ -393,7 +404,8 @@ def main() -> None:
         try:
             wait_up(llama, f"http://127.0.0.1:{port}", "/v1/models")
             report["levels"]["llama.cpp server"] = [
-                asyncio.run(run_level(f"http://127.0.0.1:{port}", MODEL, jobs, c, args.max_seconds)) for c in levels]
+                asyncio.run(run_level(f"http://127.0.0.1:{port}", MODEL, jobs, c, args.max_seconds, peer=True))
+                for c in levels]
             report["llama_cpp"] = "same GGUF (Q4_K_M, as stored), same threads, same load (table above)"
         finally:
             stop(llama)
