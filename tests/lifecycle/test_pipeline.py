@@ -263,7 +263,7 @@ def test_quick_run_on_ray_and_two_gloo_ranks_trains_what_one_process_does(quick,
     def keys(run_dir: Path) -> list[str]:
         return sorted(p.name for p in (run_dir / "stages").iterdir() if not p.name.endswith(".previous"))
 
-    assert keys(out) == keys(quick)
+    assert keys(out) and set(keys(out)) <= set(keys(quick))  # quick may hold more (other tests' variants)
     for stage in ("pretrain", "sft", "reward", "rlhf"):
         new = next((out / "stages").glob(f"{stage}-*"))
         one, two = _summary(quick / "stages" / new.name), _summary(new)
