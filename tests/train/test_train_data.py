@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sft_helpers import tiny_model
 
-from gemmaforge.train.data import StepBatches, TokenFile, eval_batches, open_blocks, unigram_entropy
+from gemmaforge.train.data import Padding, StepBatches, TokenFile, eval_batches, open_blocks, unigram_entropy
 from gemmaforge.train.errors import TrainError
+from gemmaforge.train.objective import NextTokenObjective
+from gemmaforge.train.validation import LossValidation
 
 
 @pytest.fixture
@@ -56,11 +59,33 @@ def test_ranks_split_each_global_batch_without_overlap(token_file):
 def test_validation_share_and_unigram_entropy(token_file):
     ds = TokenFile(token_file, seq_len=10)
     shares = [eval_batches(ds, blocks=7, micro_batch=2, rank=r, world_size=2) for r in range(2)]
-    assert [len(s) for s in shares] == [2, 2]  # 7 blocks -> 6, so both ranks run as many passes
+    assert [len(s) for s in shares] == [2, 2]  # 4 + 3 blocks: both ranks run as many passes
+    assert not any(isinstance(b, Padding) for s in shares for b in s)
     seen = sorted(b[0].item() for s in shares for batch in s for b in batch)
-    assert seen == [0, 20, 40, 50, 70, 90]  # spread over all 10 blocks
+    assert seen == [0, 20, 30, 40, 60, 80, 90]  # 7 blocks spread over all 10, each scored once
     # every target token of those blocks is distinct: entropy = log(count)
     assert unigram_entropy(ds, blocks=6) == pytest.approx(np.log(60))
+
+
+@pytest.mark.parametrize("blocks, world, micro", [(1, 2, 1), (5, 2, 2), (3, 4, 1), (2, 2, 4)])
+def test_validation_pads_short_shares_and_scores_each_block_once(token_file, blocks, world, micro):
+    ds = TokenFile(token_file, seq_len=10)
+    shares = [eval_batches(ds, blocks, micro, rank=r, world_size=world) for r in range(world)]
+    assert len({len(s) for s in shares}) == 1  # as many forward passes on every rank (FSDP)
+    scored = sorted(b[0].item() for s in shares for batch in s if not isinstance(batch, Padding) for b in batch)
+    alone = sorted(b[0].item() for batch in eval_batches(ds, blocks, micro) for b in batch)
+    assert scored == alone and len(scored) == blocks
+
+
+def test_padding_weighs_nothing_in_the_validation_loss(token_file):
+    ds = TokenFile(token_file, seq_len=10)
+    model = tiny_model(vocab=128).eval()
+    objective = NextTokenObjective()
+    alone = LossValidation(objective, eval_batches(ds, 3, 2), torch.device("cpu")).evaluate(model)
+    ranks = [eval_batches(ds, 3, 1, rank=r, world_size=2) for r in range(2)]
+    assert isinstance(ranks[1][-1], Padding)  # 2 blocks, then 1 + a padding batch
+    padded = LossValidation(objective, ranks[0] + ranks[1], torch.device("cpu")).evaluate(model)
+    assert padded["val_loss"] == pytest.approx(alone["val_loss"], rel=1e-6)  # as if the ranks' sums were summed
 
 
 @pytest.mark.parametrize("make, message", [

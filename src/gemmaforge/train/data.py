@@ -8,7 +8,9 @@ file of little-endian uint32 tokens (`TokenFile`), and a directory prepared by t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -154,31 +156,43 @@ class StepBatches:
                 for s in range(start, start + per_rank, self.micro_batch)]
 
 
-def eval_indices(dataset: BlockDataset, blocks: int, world_size: int = 1) -> list[int]:
-    """The validation blocks: `blocks` of them spread evenly over the set (all if it is smaller),
-    rounded down to a multiple of the ranks so that every rank runs as many forward passes as the
-    others (FSDP needs that)."""
-    usable = min(blocks, len(dataset)) // world_size * world_size
-    if usable == 0:
-        raise TrainError(f"data.val: {len(dataset)} blocks cannot be shared by {world_size} ranks")
-    return np.linspace(0, len(dataset) - 1, usable).round().astype(int).tolist()
+def eval_indices(dataset: BlockDataset, blocks: int) -> list[int]:
+    """The validation blocks: `blocks` of them spread evenly over the set (all if it is smaller)."""
+    n = min(blocks, len(dataset))
+    if n == 0:
+        raise TrainError("data.val: no validation blocks")
+    return np.linspace(0, len(dataset) - 1, n).round().astype(int).tolist()
+
+
+@dataclass(frozen=True)
+class Padding:
+    """A validation micro-batch that a rank with a smaller share runs only to keep step with the
+    others (FSDP's collectives need every rank to run as many forward passes); it counts for nothing."""
+
+    batch: torch.Tensor
 
 
 def eval_batches(dataset: BlockDataset, blocks: int, micro_batch: int, rank: int = 0,
-                 world_size: int = 1) -> list[torch.Tensor]:
-    """This rank's share of the validation blocks, in micro-batches."""
-    mine = eval_indices(dataset, blocks, world_size)[rank::world_size]
-    return [stack([dataset[i] for i in mine[s:s + micro_batch]]) for s in range(0, len(mine), micro_batch)]
+                 world_size: int = 1) -> list[torch.Tensor | Padding]:
+    """This rank's share of the validation blocks, in micro-batches. Every block is scored exactly
+    once whatever the number of ranks (so validation numbers do not depend on it), and every rank
+    gets as many micro-batches, those short of blocks padding with `Padding`."""
+    every = eval_indices(dataset, blocks)
+    mine = every[rank::world_size]
+    batches: list[torch.Tensor | Padding] = [stack([dataset[i] for i in mine[s:s + micro_batch]])
+                                             for s in range(0, len(mine), micro_batch)]
+    per_rank = math.ceil(math.ceil(len(every) / world_size) / micro_batch)
+    return batches + [Padding(stack([dataset[every[0]]]))] * (per_rank - len(batches))
 
 
 def stack(blocks: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.as_tensor(b, dtype=torch.long) for b in blocks])
 
 
-def unigram_entropy(dataset: BlockDataset, blocks: int, world_size: int = 1) -> float:
+def unigram_entropy(dataset: BlockDataset, blocks: int) -> float:
     """Entropy (nats/token) of the validation targets: the loss of the best model that ignores
     context, on exactly the tokens a validation pass scores."""
-    targets = np.concatenate([np.asarray(dataset[i])[1:] for i in eval_indices(dataset, blocks, world_size)])
+    targets = np.concatenate([np.asarray(dataset[i])[1:] for i in eval_indices(dataset, blocks)])
     counts = np.bincount(targets)
     p = counts[counts > 0] / len(targets)
     return float(-(p * np.log(p)).sum())

@@ -96,7 +96,7 @@ def _pretrain(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, An
         return json.loads((out / "summary.json").read_text())
     summary = {"out_dir": config.out_dir, "parameters": trainer.n_params, "steps": result.step,
                "train_loss": result.train_loss, "val_loss": result.val_loss,
-               "val_unigram_entropy": unigram_entropy(val, config.eval.blocks, info.world_size) if val else None,
+               "val_unigram_entropy": unigram_entropy(val, config.eval.blocks) if val else None,
                "tokens_trained": result.tokens, "wall_s": time.perf_counter() - started,
                "train_s": result.wall_s, "resumed_from": result.resumed_from,
                "checkpoint": str(result.checkpoint), "world_size": info.world_size,

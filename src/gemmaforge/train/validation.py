@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from .data import Padding
 from .distributed import all_sum
 from .objective import TOKENS, Objective
 
@@ -24,7 +25,7 @@ class Validation(Protocol):
 class LossValidation:
     """Token-weighted means over this rank's validation micro-batches, summed over ranks: the loss
     (`val_loss`) and every other scalar the objective reports (`val_<name>`, e.g. a reward model's
-    pairwise accuracy)."""
+    pairwise accuracy). A `Padding` batch runs but weighs nothing."""
 
     def __init__(self, objective: Objective, batches: Sequence[Any], device: torch.device) -> None:
         self.objective, self.batches, self.device = objective, batches, device
@@ -35,12 +36,13 @@ class LossValidation:
         names: list[str] = []
         sums: torch.Tensor | None = None
         for batch in self.batches:
-            loss, metrics = self.objective.loss(model, to_device(batch, self.device))
+            padding = isinstance(batch, Padding)
+            loss, metrics = self.objective.loss(model, to_device(batch.batch if padding else batch, self.device))
             extra = {k: float(v) for k, v in metrics.items() if k != TOKENS}
             if sums is None:
                 names = sorted(extra)
                 sums = torch.zeros(2 + len(names), dtype=torch.float64, device=self.device)
-            n = metrics[TOKENS]
+            n = 0 if padding else metrics[TOKENS]
             sums += torch.tensor([float(loss.detach()) * n, n] + [extra[k] * n for k in names], dtype=torch.float64,
                                  device=self.device)
         if sums is None:
