@@ -209,7 +209,7 @@ def start_llama_cpp(args, port: int) -> subprocess.Popen | None:
 
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(assemble()), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", str(args.threads), "--n_ctx", str(args.context),
-           "--model_alias", MODEL]
+           "--model_alias", MODEL, "--interrupt_requests", "False"]  # its default cuts a running stream short
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
