@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import alternate, load_note, peak_rss_mb
+from side_by_side import InOrder, alternate, load_note, peak_rss_mb
 
 from gemmaforge.rate.prefs import SHIPPED_HHH
 from gemmaforge.util.machine import cpu_name
@@ -76,16 +76,6 @@ def gemmaforge_run(task: str, items, args) -> list[float]:
         model = gemma
         objective = DpoObjective(reference_logprobs(gemma, items, args.batch), c.preference.beta, c.preference.loss)
 
-    class InOrder:
-        def micro_batches(self, step):
-            return [items[step * args.batch:(step + 1) * args.batch]]
-
-        def position(self, step):
-            return step * args.batch
-
-        def identity(self):
-            return {}
-
     config = c.replace(
         out_dir=str(args.work / f"gf-{task}"),
         data={"seq_len": args.seq},
@@ -93,7 +83,7 @@ def gemmaforge_run(task: str, items, args) -> list[float]:
         train={"max_steps": 1000, "global_batch": args.batch, "micro_batch": args.batch, "device": "cpu",
                "activation_checkpointing": args.checkpointing},
         log={"progress": False, "peak_tflops": 1.0})
-    trainer = Trainer(model, objective, InOrder(), config,
+    trainer = Trainer(model, objective, InOrder(items, args.batch), config,
                       DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
     times = []
     for step in range(args.warmup + args.steps):
@@ -158,14 +148,14 @@ def trl_run(task: str, items, args) -> list[float]:
                                precompute_ref_log_probs=True, **common)
         peft_config = peft.LoraConfig(task_type="CAUSAL_LM", **lora)
 
-    class InOrder(cls):
+    class KeepOrder(cls):
         def _get_train_sampler(self, *a, **k):
             return SequentialSampler(self.train_dataset)
 
         def _prepare_dataset(self, dataset, *a, **k):
             return dataset  # already token ids, the same as gemmaforge's
 
-    InOrder(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
+    KeepOrder(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
             callbacks=[Timer()]).train()
     return times
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import alternate, load_note, peak_rss_mb
+from side_by_side import InOrder, alternate, load_note, peak_rss_mb
 
 from gemmaforge.util.machine import cpu_name
 
@@ -55,23 +55,13 @@ def gemmaforge_run(data, args) -> list[float]:
     model = gf.load_model("gemma3-270m")
     apply_lora(model, LoraSettings(tuple(TARGETS), RANK, ALPHA))
 
-    class InOrder:
-        def micro_batches(self, step):
-            return [rows[step * args.batch:(step + 1) * args.batch]]
-
-        def position(self, step):
-            return step * args.batch
-
-        def identity(self):
-            return {}
-
     config = TrainConfig.from_dict({
         "out_dir": str(args.work / "gf"), "data": {"seq_len": args.seq},
         "optim": {"lr": LR, "warmup_steps": 0, "min_lr_ratio": 1.0, "weight_decay": 0.0},
         "train": {"max_steps": 1000, "global_batch": args.batch, "micro_batch": args.batch,
                   "activation_checkpointing": args.checkpointing},
         "log": {"progress": False, "peak_tflops": 1.0}})
-    trainer = Trainer(model, SftObjective(), InOrder(), config,
+    trainer = Trainer(model, SftObjective(), InOrder(rows, args.batch), config,
                       DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
     times = []
     for step in range(args.warmup + args.steps):
@@ -98,7 +88,7 @@ def trl_run(data, args) -> list[float]:
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - started[-1])
 
-    class InOrder(trl.SFTTrainer):
+    class KeepOrder(trl.SFTTrainer):
         def _get_train_sampler(self, *a, **k):
             return SequentialSampler(self.train_dataset)
 
@@ -112,7 +102,7 @@ def trl_run(data, args) -> list[float]:
                            completion_only_loss=True, dataloader_num_workers=0,
                            gradient_checkpointing=args.checkpointing)
     lora = peft.LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
-    InOrder(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora,
+    KeepOrder(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora,
             callbacks=[Timer()]).train()
     return times[args.warmup:]
 

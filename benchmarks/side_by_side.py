@@ -51,3 +51,20 @@ def load_note(loads: list[float], threads: int) -> str:
             f"{max(loads):.1f}) on {os.cpu_count()} cores: "
             + ("**busy machine**, other jobs shared the cores: read the ratios, not the absolute numbers."
                if busy else "a quiet machine."))
+
+
+class InOrder:
+    """The Trainer's StepData over `items` in file order, `batch` a step: both peers see the same rows
+    (TRL's side is told to keep the order too), so their tokens per step match."""
+
+    def __init__(self, items, batch: int) -> None:
+        self.items, self.batch = items, batch
+
+    def micro_batches(self, step: int):
+        return [self.items[step * self.batch:(step + 1) * self.batch]]
+
+    def position(self, step: int) -> int:
+        return step * self.batch
+
+    def identity(self) -> dict:
+        return {}
