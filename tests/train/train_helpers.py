@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from gemmaforge.lifecycle.launch import STANDALONE
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -69,7 +71,7 @@ def subprocess_env() -> dict[str, str]:
 
 
 def run_pretrain(config: Path, *extra: str, torchrun: int = 0, **kw: Any) -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={torchrun}"] \
+    launcher = [sys.executable, "-m", "torch.distributed.run", *STANDALONE, f"--nproc-per-node={torchrun}"] \
         if torchrun else [sys.executable]
     return subprocess.run([*launcher, "-m", "gemmaforge.train.pretrain", "--config", str(config), *extra],
                           env=subprocess_env(), capture_output=True, text=True, timeout=120, **kw)

@@ -2,8 +2,8 @@
 (`--nproc N`, gloo on CPU) from the same config.
 
 Either way the stage first writes its full TrainConfig to `STAGE_DIR/train.json`; the torchrun path
-launches `python -m torch.distributed.run --standalone --nproc-per-node N -m gemmaforge VERB --config
-STAGE_DIR/train.json` and reads the summary the main rank leaves in `run/summary.json`. The launcher
+launches `python -m torch.distributed.run --standalone --local-addr 127.0.0.1 --nproc-per-node N -m
+gemmaforge VERB --config STAGE_DIR/train.json` and reads the summary the main rank leaves in `run/summary.json`. The launcher
 is not part of a stage's key: the Trainer's DDP/FSDP2 steps average the same gradient over ranks,
 so both launches train the same model (tests/train/test_train_distributed.py) up to float summation
 order.
@@ -24,6 +24,9 @@ from ..util.paths import write_atomic
 from .errors import PipelineError
 
 CONFIG_FILE = "train.json"
+# One machine: the ranks meet on loopback. Without --local-addr, torchrun hands its workers the
+# machine's host name as MASTER_ADDR, and where that name does not resolve they wait for ever.
+STANDALONE = ("--standalone", "--local-addr", "127.0.0.1")
 INTERRUPTED = 130  # a training verb stopped by a signal after a checkpoint
 
 
@@ -55,7 +58,7 @@ def train(config: Any, stage: str, verb: list[str], run: Callable[[Any, bool], d
     if launch.nproc == 1:
         return run(config, resume)
     threads = max(1, math.floor(launch.threads / launch.nproc))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={launch.nproc}",
+    command = [sys.executable, "-m", "torch.distributed.run", *STANDALONE, f"--nproc-per-node={launch.nproc}",
                "-m", "gemmaforge", *verb, "--config", str(written), "--threads", str(threads),
                *(["--resume"] if resume else [])]
     code = subprocess.run(command, stdout=subprocess.DEVNULL).returncode
