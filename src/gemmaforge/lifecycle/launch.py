@@ -3,10 +3,10 @@
 
 Either way the stage first writes its full TrainConfig to `STAGE_DIR/train.json`; the torchrun path
 launches `python -m torch.distributed.run --standalone --local-addr 127.0.0.1 --nproc-per-node N -m
-gemmaforge VERB --config STAGE_DIR/train.json` and reads the summary the main rank leaves in `run/summary.json`. The launcher
-is not part of a stage's key: the Trainer's DDP/FSDP2 steps average the same gradient over ranks,
-so both launches train the same model (tests/train/test_train_distributed.py) up to float summation
-order.
+gemmaforge VERB --config STAGE_DIR/train.json` and reads the summary the main rank leaves in
+`run/summary.json`. The launcher is not part of a stage's key: the Trainer's DDP/FSDP2 steps average
+the same gradient over ranks, so both launches train the same model
+(tests/train/test_train_distributed.py) up to float summation order.
 """
 
 from __future__ import annotations
