@@ -22,29 +22,12 @@ from pathlib import Path
 import torch
 
 import gemmaforge as gf
-from gemmaforge.data.text import words
+from gemmaforge.eval.scoring import rouge_l
 from gemmaforge.inference.generate import Decoder
 from gemmaforge.train.config import TrainConfig
 from gemmaforge.train.sft import DEFAULT_SET, sft
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft-lora.toml"
-
-
-def rouge_l(candidate: str, reference: str) -> float:
-    a, b = words(candidate), words(reference)
-    if not a or not b:
-        return float(a == b)
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    lcs = prev[-1]
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(a), lcs / len(b)
-    return 2 * p * r / (p + r)
 
 
 def replies(model, tok, prompts: list[str], max_new: int, batch: int = 8) -> list[tuple[str, bool]]:

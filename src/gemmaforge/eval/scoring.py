@@ -37,6 +37,28 @@ def exact_match(prediction: str, references: Iterable[str]) -> bool:
     return any(pred == normalize_text(r) for r in references)
 
 
+
+_ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 (longest common subsequence of words), tokenised as Google's `rouge-score`
+    does without stemming (lower case, runs of [a-z0-9]), so scores compare with published ones."""
+    a, b = _ROUGE_TOKEN.findall(candidate.lower()), _ROUGE_TOKEN.findall(reference.lower())
+    if not a or not b:
+        return 0.0
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(a), lcs / len(b)
+    return 2 * p * r / (p + r)
+
 # ---------------------------------------------------------------------------------------------
 # numbers (GSM8K)
 
