@@ -95,10 +95,11 @@ def tok(tmp_path_factory):
     return small_tokenizer(tmp_path_factory.mktemp("tok"))
 
 
-def test_engine_log_probs_equal_a_training_forward(tok):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_engine_log_probs_equal_a_training_forward(tok, temperature):
     model = tiny_model(seed=2).eval()
     prompt = tok.encode(tok.apply_chat_template([{"role": "user", "content": "Say something."}]))
-    dec = Decoder(model, [prompt, prompt], 12, gf.Sampling(temperature=1.0, seed=4), logprobs=True)
+    dec = Decoder(model, [prompt, prompt], 12, gf.Sampling(temperature=temperature, seed=4), logprobs=True)
     samples = [[], []]
     for step in dec:
         for row, t in enumerate(step):
@@ -109,22 +110,29 @@ def test_engine_log_probs_equal_a_training_forward(tok):
         completion = torch.zeros_like(ids)
         completion[0, len(prompt):] = 1
         with torch.no_grad():
-            lp, _ = token_logprobs(model, model(ids, logits_at="none"), ids, completion)
+            lp, _ = token_logprobs(model, model(ids, logits_at="none"), ids, completion, temperature=temperature)
         assert torch.allclose(lp[0, len(prompt):], torch.tensor(dec.logprobs[row]), atol=1e-4)
 
 
-def test_kl_is_zero_while_the_policy_is_the_reference(tok, tmp_path):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_kl_is_zero_and_the_ratio_one_while_the_policy_is_the_reference(tok, tmp_path, temperature):
+    """Engine (π_old), reference (π_ref) and training forward (π) all at the sampling temperature."""
     model = tiny_model(seed=3)
     apply_lora(model, LoraSettings(("q_proj", "v_proj"), 4, 8.0, 0.0))
     (tmp_path / "r.py").write_text(REWARD)
     spec = RewardSpec("function", target=f"{tmp_path / 'r.py'}:reward")
     data = Rollouts([Prompt("Tell me about trees.", {}), Prompt("Count to three.", {})], tok, [spec],
-                    [build_scorer(spec, tok)], RolloutSettings("rloo", 2, 3, 10, 1.0, 3))
+                    [build_scorer(spec, tok)], RolloutSettings("rloo", 2, 3, 10, temperature, 3))
     batches = data.micro_batches(0, model)
     assert sum(len(b["ids"]) for b in batches) == 6
+    # a clip of 1e-4 counts every token whose first-pass ratio π/π_old is off 1 by more than that
+    objective = PolicyGradientObjective(clip=1e-4, kl_estimator="k1", temperature=temperature)
     for b in batches:
         assert torch.allclose(b["old_logp"], b["ref_logp"], atol=1e-4)
         assert abs(float(b["rollout/kl"])) < 1e-4
+        loss, m = objective.loss(model, {**b, "advantage": torch.ones(len(b["ids"]))})
+        assert m["clip_fraction"] == 0.0 and abs(m["kl"]) < 1e-4
+        assert loss.item() == pytest.approx(-1.0, abs=1e-4)  # −mean ρ·A with A = 1
 
 
 def test_plain_prompts_and_stop_strings_end_replies(tok, tmp_path):

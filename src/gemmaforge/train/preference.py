@@ -20,9 +20,10 @@ LOGIT_CHUNK = 256  # completion positions per output-layer call (bounds the 262k
 
 
 def token_logprobs(gemma: Gemma, hidden: torch.Tensor, ids: torch.Tensor, completion: torch.Tensor,
-                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   with_entropy: bool = False, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log p(ids[t] | ids[:t]) at every completion position t, zero elsewhere: [rows, T] (position 0
     is never a completion); with `with_entropy`, also each of those positions' entropy (no grad).
+    p is softmax(logits / temperature): RL scores its samples under the distribution they were drawn from.
 
     Only completion positions go through the output layer, a chunk at a time, each chunk's logits
     recomputed in backward rather than kept (a 262k vocabulary makes them the largest tensors)."""
@@ -30,7 +31,7 @@ def token_logprobs(gemma: Gemma, hidden: torch.Tensor, ids: torch.Tensor, comple
     h, t = hidden[:, :-1][scored], targets[scored]
 
     def chunk(h_chunk: torch.Tensor, t_chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logp = torch.log_softmax(gemma.logits(h_chunk).float(), -1)
+        logp = torch.log_softmax(gemma.logits(h_chunk).float() / temperature, -1)
         plain = logp.detach()
         entropy = -(plain.exp() * plain).sum(-1) if with_entropy else plain.new_zeros(0)
         return logp.gather(-1, t_chunk[:, None])[:, 0], entropy

@@ -111,7 +111,8 @@ def _rlhf(config: TrainConfig, resume: bool, info: DistInfo) -> dict[str, Any]:
                                tuple(r.stop))
     data = Rollouts(train_prompts, tok, specs, scorers, settings, reference)
     data.check_room(train_prompts + held, gemma.config.max_seq_len)
-    objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef)
+    objective = PolicyGradientObjective(r.clip, r.kl_in_loss, r.kl_estimator, r.vf_coef,
+                                        temperature=r.temperature)
     out = Path(config.out_dir)
     trainer = Trainer(policy, objective, data, config, info, tokenizer=tok)
 

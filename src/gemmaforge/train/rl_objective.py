@@ -61,14 +61,15 @@ class PolicyGradientObjective:
     """The clipped importance-weighted surrogate of PPO/GRPO, token-level mean over the step's
     completion tokens: −min(ρ A, clip(ρ, 1 − ε, 1 + ε) A), ρ = π/π_old per token, plus β·KL to the
     reference when the KL is a loss term (`kl_in_loss`; otherwise it was subtracted from the reward),
-    β being the batch's `kl_coef`.
+    β being the batch's `kl_coef`. π is softmax(logits / `temperature`), the rollouts' sampling
+    temperature, as the engine's `old_logp` and the reference's `ref_logp` are.
     Advantages are per sequence [B] (RLOO, GRPO) or per token [B, T] (PPO); with `returns` in the
     batch (PPO) the value head is trained too: vf_coef · ½ max((V − R)², (clip(V, V_old ± ε) − R)²)."""
 
     def __init__(self, clip: float = 0.2, kl_in_loss: bool = False, kl_estimator: str = "k3",
-                 vf_coef: float = 0.1, value_clip: float = 0.2) -> None:
+                 vf_coef: float = 0.1, value_clip: float = 0.2, temperature: float = 1.0) -> None:
         self.clip, self.kl_in_loss, self.kl_estimator = clip, kl_in_loss, kl_estimator
-        self.vf_coef, self.value_clip = vf_coef, value_clip
+        self.vf_coef, self.value_clip, self.temperature = vf_coef, value_clip, temperature
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         ids, mask = batch["ids"], batch["completion"].float()
@@ -76,7 +77,8 @@ class PolicyGradientObjective:
         extra = {"with_values": True} if critic else {}
         out = model(ids, attention_mask=batch["attention"], logits_at="none", **extra)
         hidden, values = out if critic else (out, None)
-        logp, entropy = token_logprobs(backbone(model), hidden, ids, batch["completion"], with_entropy=True)
+        logp, entropy = token_logprobs(backbone(model), hidden, ids, batch["completion"], with_entropy=True,
+                                       temperature=self.temperature)
         ratio = torch.exp(logp - batch["old_logp"]) * mask
         adv = batch["advantage"] if batch["advantage"].dim() == 2 else batch["advantage"][:, None]
         clipped = ratio.clamp(1 - self.clip, 1 + self.clip)

@@ -222,5 +222,6 @@ class Rollouts:
             for i in range(0, len(batch["ids"]), self.s.micro_batch):
                 part = {k: v[i:i + self.s.micro_batch].to(device) for k, v in batch.items()}
                 hidden = gemma(part["ids"], attention_mask=part["attention"], logits_at="none")
-                out.append(token_logprobs(gemma, hidden, part["ids"], part["completion"])[0].cpu())
+                out.append(token_logprobs(gemma, hidden, part["ids"], part["completion"],
+                                          temperature=self.s.temperature)[0].cpu())
         return torch.cat(out)
