@@ -4,10 +4,17 @@ Trains `configs/sft-lora.toml` (optionally fewer steps), then generates greedily
 of the natural-instructions tasks held out of training (sft_default/heldout.jsonl.gz), with the
 base model and with the tuned one, and reports before/after:
   (a) the share of replies that end with <end_of_turn> within `--max-new-tokens` tokens;
-  (b) exact match and ROUGE-L (word LCS F-measure) against the tasks' targets.
-Not yet here (see docs/sft.md): the judge's win rate (c) and the MMLU/ARC slice (d).
+  (b) exact match and ROUGE-L (`gemmaforge.eval.scoring.rouge_l`) against the tasks' targets;
+  (c) the side-by-side judge's win rate of the tuned model against the base model on the same
+      prompts (reference-guided: the judge sees the task's target), both orders, ties as one half,
+      with a Wilson 95% interval and the position-flip rate;
+  (d) a fixed `--harness-limit`-question slice of MMLU and of ARC-Easy through the eval harness
+      (the harness's fixed permutation), before and after, with the change and its paired
+      standard error (the same questions both times).
+The offline judge is gemma3-270m judging itself before and after tuning: not the "larger, more
+capable" judge of the recipe (bring one with `--judge http://host:port/v1 --judge-model NAME`).
 
-    python benchmarks/sft_demo.py [--steps 200] [--per-task 20] [--threads 2]
+    python benchmarks/sft_demo.py [--steps 200] [--per-task 20] [--harness-limit 500] [--threads 2]
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ from pathlib import Path
 import torch
 
 import gemmaforge as gf
+from gemmaforge.eval import run_eval
 from gemmaforge.eval.scoring import rouge_l
 from gemmaforge.inference.generate import Decoder
+from gemmaforge.judge import JudgeItem, load_judge
+from gemmaforge.selection.summary import wilson
 from gemmaforge.train.config import TrainConfig
 from gemmaforge.train.sft import DEFAULT_SET, sft
 
@@ -47,10 +57,9 @@ def replies(model, tok, prompts: list[str], max_new: int, batch: int = 8) -> lis
     return out
 
 
-def score(model, tok, heldout: list[dict], max_new: int) -> dict:
-    got = replies(model, tok, [h["prompt"] for h in heldout], max_new)
+def score(heldout: list[dict], got: list[tuple[str, bool]]) -> dict:
     per_task = defaultdict(list)
-    for h, (text, stopped) in zip(heldout, got):
+    for h, (text, stopped) in zip(heldout, got, strict=True):
         per_task[h["task"]].append((stopped, text.strip() == h["target"].strip(), rouge_l(text, h["target"])))
     rows = [r for rs in per_task.values() for r in rs]
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
@@ -60,11 +69,46 @@ def score(model, tok, heldout: list[dict], max_new: int) -> dict:
                          for t, rs in per_task.items()}}
 
 
+def judged(judge, heldout: list[dict], tuned: list[str], base: list[str]) -> dict:
+    """(c): the tuned model's replies as A against the base model's as B, each pair in both orders."""
+    items = [JudgeItem(h["prompt"], t, b, reference=h["target"]) for h, t, b in zip(heldout, tuned, base, strict=True)]
+    out = judge.judge(items)
+    wins, losses = sum(j.verdict == "a" for j in out), sum(j.verdict == "b" for j in out)
+    ties, n = len(out) - wins - losses, len(out)
+    flips = sum(j.flipped for j in out)
+    return {"judge": getattr(judge, "name", type(judge).__name__), "pairs": n, "wins": wins, "losses": losses,
+            "ties": ties, "win_rate": (wins + ties / 2) / n, "win_rate_ci95": list(wilson(wins + ties / 2, n)),
+            "position_flip_rate": flips / n, "position_flip_rate_ci95": list(wilson(flips, n))}
+
+
+def harness(source: str, out: Path, limit: int) -> dict[str, dict]:
+    """(d): accuracy per task (micro: MMLU's harness headline is the macro mean over subjects) and each
+    question's correctness, for the paired change."""
+    results = run_eval(source, ["mmlu", "arc_easy"], limit=limit, output_dir=str(out), overwrite=True)
+    report = {}
+    for t in results.tasks:
+        lines = Path(out, t.samples_file).read_text().splitlines() if t.samples_file else []
+        per_item = {(s := json.loads(line))["id"]: s["verdict"]["acc"] for line in lines}
+        report[t.task] = {"metric": "acc", "value": t.metrics["acc"].value, "n": t.n, "items": per_item}
+    return report
+
+
+def paired_change(before: dict, after: dict) -> dict:
+    ids = sorted(before["items"].keys() & after["items"].keys())
+    d = [after["items"][i] - before["items"][i] for i in ids]
+    m = sum(d) / len(d)
+    se = (sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5 if len(d) > 1 else float("nan")
+    return {"before": before["value"], "after": after["value"], "change": m, "stderr": se, "n": len(d)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the config's)")
     ap.add_argument("--per-task", type=int, default=20, help="held-out prompts scored per task")
     ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--harness-limit", type=int, default=500, help="MMLU and ARC-Easy questions, each")
+    ap.add_argument("--judge", default="gemma3-270m", help="a model source or an OpenAI-compatible endpoint URL")
+    ap.add_argument("--judge-model", default=None, help="the endpoint's model name")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     args = ap.parse_args()
@@ -81,14 +125,25 @@ def main() -> None:
     heldout = [h for items in by_task.values() for h in items[:args.per_task]]
     tok = gf.load_tokenizer("gemma3-270m")
     started = time.perf_counter()
-    before = score(gf.load_model("gemma3-270m"), tok, heldout, args.max_new_tokens)
+    work = args.out / "sft_demo_work"
+    base = gf.load_model("gemma3-270m")
+    base_replies = replies(base, tok, [h["prompt"] for h in heldout], args.max_new_tokens)
+    del base
+    base_eval = harness("gemma3-270m", work / "eval_base", args.harness_limit)
     summary = sft(config, resume=True)
-    after = score(gf.load_model(summary["model"]), tok, heldout, args.max_new_tokens)
-    report = {"before": before, "after": after, "train": summary, "heldout_prompts": len(heldout),
+    tuned = gf.load_model(summary["model"])
+    tuned_replies = replies(tuned, tok, [h["prompt"] for h in heldout], args.max_new_tokens)
+    del tuned
+    tuned_eval = harness(summary["model"], work / "eval_tuned", args.harness_limit)
+    judge = load_judge(args.judge, model_name=args.judge_model, progress=True)
+    report = {"before": score(heldout, base_replies), "after": score(heldout, tuned_replies),
+              "judge": judged(judge, heldout, [r[0] for r in tuned_replies], [r[0] for r in base_replies]),
+              "harness": {t: paired_change(base_eval[t], tuned_eval[t]) for t in base_eval},
+              "train": summary, "heldout_prompts": len(heldout),
               "wall_s": time.perf_counter() - started, "threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sft_demo.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("before", "after", "wall_s")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("before", "after", "judge", "harness", "wall_s")}, indent=2))
 
 
 if __name__ == "__main__":
