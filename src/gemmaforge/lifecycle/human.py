@@ -20,11 +20,17 @@ def rated_pairs(store: Any) -> int:
     return len({r["pair_id"] for r in store.ratings()})
 
 
+def page_server(app: Any, port: int) -> Any:
+    """uvicorn on loopback that leaves the process's logging alone: its default log config runs
+    logging.config.dictConfig, which closes every handler the caller has (and their streams)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
+
+
 def collect(out: Path, conversations: list[list[dict]], models: list[str], port: int, max_new_tokens: int,
             seed: int, poll_s: float = 1.0) -> list[dict[str, Any]]:
     """Preference rows (prompt, chosen, rejected, ...) once every pair of `models`' answers is rated."""
-    import uvicorn
-
     from ..rate import GenerationSettings, Prompt, RatingStore, generate_responses, preference_rows
     from ..rate.server import LOOPBACK, create_app
 
@@ -36,8 +42,7 @@ def collect(out: Path, conversations: list[list[dict]], models: list[str], port:
     if total == 0:
         raise PipelineError(f"prefs: the models answered every prompt identically; nothing to rate in {out}")
     if rated_pairs(store) < total:
-        server = uvicorn.Server(uvicorn.Config(create_app(store, LOOPBACK),
-                                               host="127.0.0.1", port=port, log_level="warning"))
+        server = page_server(create_app(store, LOOPBACK), port)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         print(f"\nrate the {total} pairs at http://127.0.0.1:{port}/ ; the pipeline continues once each has a "
