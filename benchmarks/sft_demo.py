@@ -14,7 +14,7 @@ base model and with the tuned one, and reports before/after:
 The offline judge is gemma3-270m judging itself before and after tuning: not the "larger, more
 capable" judge of the recipe (bring one with `--judge http://host:port/v1 --judge-model NAME`).
 
-    python benchmarks/sft_demo.py [--steps 200] [--per-task 20] [--harness-limit 500] [--threads 2]
+    python benchmarks/sft_demo.py [--steps 200] [--global-batch 16] [--per-task 20] [--harness-limit 500] [--threads 2]
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def paired_change(before: dict, after: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the config's)")
+    ap.add_argument("--global-batch", type=int, default=None, help="train.global_batch (default: the config's)")
     ap.add_argument("--per-task", type=int, default=20, help="held-out prompts scored per task")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--harness-limit", type=int, default=500, help="MMLU and ARC-Easy questions, each")
@@ -115,8 +116,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = TrainConfig.load(CONFIG)
-    if args.steps:
-        config = config.replace(train={"max_steps": args.steps})
+    if args.steps or args.global_batch:
+        config = config.replace(train={k: v for k, v in (("max_steps", args.steps),
+                                                          ("global_batch", args.global_batch)) if v})
     heldout = [json.loads(line) for line in gzip.decompress((DEFAULT_SET / "heldout.jsonl.gz").read_bytes())
                .decode().splitlines()]
     by_task = defaultdict(list)
@@ -125,7 +127,7 @@ def main() -> None:
     heldout = [h for items in by_task.values() for h in items[:args.per_task]]
     tok = gf.load_tokenizer("gemma3-270m")
     started = time.perf_counter()
-    work = args.out / "sft_demo_work"
+    work = Path("runs") / "sft_demo"  # the harness outputs (ignored by git, like the training run)
     base = gf.load_model("gemma3-270m")
     base_replies = replies(base, tok, [h["prompt"] for h in heldout], args.max_new_tokens)
     del base
