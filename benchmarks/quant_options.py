@@ -22,19 +22,21 @@ from quant_quality import held_out, nll
 
 import gemmaforge as gf
 from gemmaforge.model import Embedding
+from gemmaforge.quant import layer_schemes
 from gemmaforge.quant.schemes import Scheme, dequantize, quantize_weight
 from gemmaforge.util.machine import cpu_name
 
-# name: (layers, their group, their rounding, embedding scheme or None for "as the layers")
+# name: (layers, their group, their rounding, embedding scheme or None for "as the layers", int4 mix)
 OPTIONS = {
-    "int4 g32 mse, int8 embedding": ("int4", 32, "mse", "int8"),
-    "int4 g32 mse, int4 embedding": ("int4", 32, "mse", "int4"),
-    "int4 g32 minmax, int8 embedding": ("int4", 32, "minmax", "int8"),
-    "int4 g32 minmax, int4 embedding (old default)": ("int4", 32, "minmax", "int4"),
-    "int4 g16 mse, int4 embedding": ("int4", 16, "mse", "int4"),
-    "int4 g16 mse, int8 embedding": ("int4", 16, "mse", "int8"),
-    "int4 g64 mse, int8 embedding": ("int4", 64, "mse", "int8"),
-    "int8 (per row)": ("int8", None, None, None),
+    "int4 g32 mse, int8 embedding": ("int4", 32, "mse", "int8", None),
+    "int4 g32 mse, int4 embedding": ("int4", 32, "mse", "int4", None),
+    "int4 g32 minmax, int8 embedding": ("int4", 32, "minmax", "int8", None),
+    "int4 g32 minmax, int4 embedding (old default)": ("int4", 32, "minmax", "int4", None),
+    "int4 g16 mse, int4 embedding": ("int4", 16, "mse", "int4", None),
+    "int4 g16 mse, int8 embedding": ("int4", 16, "mse", "int8", None),
+    "int4 g16 mse, int8 embedding, q4_k_m mix": ("int4", 16, "mse", "int8", "q4_k_m"),
+    "int4 g64 mse, int8 embedding": ("int4", 64, "mse", "int8", None),
+    "int8 (per row)": ("int8", None, None, None, None),
 }
 
 
@@ -46,10 +48,7 @@ def packed_bytes(p) -> int:
 def apply(model, originals: dict, scheme: Scheme) -> int:
     """Put the dequantised weights of `scheme` into `model`; returns bytes read per decode token."""
     total = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if n not in originals)
-    for name, m in model.named_modules():
-        if name + ".weight" not in originals:
-            continue
-        s = scheme.for_embedding if isinstance(m, Embedding) else scheme
+    for name, m, s in layer_schemes(model, scheme):  # each layer in the scheme a quantised model stores it in
         p = quantize_weight(originals[name + ".weight"], s, name)
         total += packed_bytes(p)
         m.weight.copy_(dequantize(p))
@@ -80,11 +79,11 @@ def main() -> None:
         mean, count = nll(model, seqs)
         rows["float32"] = {"nll": mean, "tokens": count, "bytes_per_token": sum(
             p.numel() * p.element_size() for p in model.parameters()), "seconds": time.perf_counter() - start}
-    for name, (layers, group, rounding, emb) in OPTIONS.items():
+    for name, (layers, group, rounding, emb, mix) in OPTIONS.items():
         if args.only and name not in args.only:
             continue
         start = time.perf_counter()
-        scheme = Scheme.make(layers, group, embedding=emb, rounding=rounding)
+        scheme = Scheme.make(layers, group, embedding=emb, rounding=rounding, mix=mix)
         size = apply(model, originals, scheme)
         mean, count = nll(model, seqs)
         rows[name] = {"scheme": scheme.to_dict(), "nll": mean, "tokens": count, "bytes_per_token": size,

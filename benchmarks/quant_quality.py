@@ -14,7 +14,8 @@ Targets (issue 15): int8 within +0.5% NLL of float32, int4 within +3%.
     python benchmarks/quant_quality.py [--threads 2] [--tokens 20480] [--out benchmarks/results]
 
 On a shared machine, `--only float32|int8|int4` runs one model (three processes in parallel), and
-`--combine` writes the report from their partial results.
+`--combine` writes the report from their partial results. `--int4-mix q4_k_m` quantises the int4
+model with that mix (docs/quantize.md; the result's "scheme" names it; `--out` keeps other reports).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tqdm import tqdm
 import gemmaforge as gf
 from gemmaforge.data.default_corpus import PARTS
 from gemmaforge.inference.generate import Decoder
-from gemmaforge.quant import scheme_of
+from gemmaforge.quant import MIXES, scheme_of
 from gemmaforge.util.machine import cpu_name
 
 SCHEMES = ("float32", "int8", "int4")
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--note", default="")
     ap.add_argument("--only", choices=SCHEMES, help="run one model, write its partial result")
+    ap.add_argument("--int4-mix", choices=MIXES, default=None, help="the int4 model's mix (default: none)")
     ap.add_argument("--combine", action="store_true", help="write the report from the --only results")
     ap.add_argument("--mmlu", action="append", default=[], metavar="SCHEME=DIR",
                     help="an eval --tasks mmlu output directory of that scheme, added to the report")
@@ -126,7 +128,8 @@ def run_one(scheme: str, args) -> tuple[dict, list[list[int]], int]:
     seqs = held_out(tok, "wikipedia_excerpts", args.tokens, 1024)
     prompts = [tok.encode(t, add_bos=True)[:48] for _, t in PARTS["openwebtext"].documents()][-args.prompts:]
     start = time.perf_counter()
-    model = gf.load_model("gemma3-270m", quantize=None if scheme == "float32" else scheme)
+    model = gf.load_model("gemma3-270m", quantize=None if scheme == "float32" else scheme,
+                          mix=args.int4_mix if scheme == "int4" else None)
     load_s = time.perf_counter() - start
     mean, count = nll(model, seqs)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import GemmaForgeError, InputError
-from .quant.cli import add_gguf_type_argument, add_quantize_arguments
+from .quant.cli import add_gguf_type_argument, add_quantize_arguments, quant_options
 from .util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT, PROBABILITY, Parser
 
 # What `--dtype` offers is what the model accepts (float16 overflows), so no choice fails later.
@@ -32,7 +32,7 @@ def _info(args: argparse.Namespace) -> None:
     from .weights import load_model
 
     start = time.perf_counter()
-    model = load_model(args.model, dtype=_dtype(args.dtype), **_quant(args))
+    model = load_model(args.model, dtype=_dtype(args.dtype), **quant_options(args))
     seconds = time.perf_counter() - start
     report = {"source": args.model, "config": model.config.to_dict(),
               "parameters": model.num_parameters(), "dtype": str(model.dtype).removeprefix("torch."),
@@ -65,7 +65,7 @@ def _convert(args: argparse.Namespace) -> None:
         check_output(args.output, args.force)  # before the slow load
     elif args.output.exists() and not args.force:
         raise CheckpointError(f"{args.output}: exists; pass --force to replace it")
-    model = load_model(args.source, dtype=_dtype(args.dtype), **_quant(args))
+    model = load_model(args.source, dtype=_dtype(args.dtype), **quant_options(args))
     try:
         tok = load_tokenizer(args.tokenizer or args.source)
     except TokenizerError as e:  # the weights alone are still worth converting
@@ -87,11 +87,7 @@ def _load(args: argparse.Namespace):
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.tokenizer or args.model)  # the fast check first
-    return load_model(args.model, dtype=_dtype(args.dtype), **_quant(args)), tok
-
-
-def _quant(args: argparse.Namespace) -> dict:
-    return {"quantize": args.quantize, "group_size": args.group_size}
+    return load_model(args.model, dtype=_dtype(args.dtype), **quant_options(args)), tok
 
 
 def _sampling(args: argparse.Namespace):

@@ -68,15 +68,16 @@ def test_cli_arguments_reach_the_run(monkeypatch, tmp_path, scripted_lm, capsys)
     args = _parse(["--model", "m.gguf", "--tasks", "mmlu, gsm8k", "--limit", "5", "--num-fewshot", "2",
                    "--batch-size", "3", "--samples", "4", "--temperature", "0.8", "--code-timeout", "3",
                    "--seed", "7", "--max-length", "99", "--chat", "--dtype", "bfloat16", "--quantize", "int4",
-                   "--group-size", "64", "--output", str(out)])
+                   "--group-size", "64", "--mix", "q4_k_m", "--output", str(out)])
     assert eval_main(args) == 0
     assert loaded == {"source": "m.gguf", "batch_size": 3, "chat": True, "max_length": 99, "dtype": "bfloat16",
-                      "quantize": "int4", "group_size": 64}
+                      "quantize": "int4", "group_size": 64, "mix": "q4_k_m"}
     data = json.loads((out / "results.json").read_text())
     config = data["config"]
     assert config["tasks"] == ["mmlu", "gsm8k"] and data["provenance"]["model"] == "m.gguf"
     assert (config["limit"], config["shots"], config["batch_size"], config["samples"]) == (5, 2, 3, 4)
     assert (config["temperature"], config["seed"], config["sandbox"]["timeout_s"]) == (0.8, 7, 3.0)
+    assert (config["quantize"], config["group_size"], config["mix"]) == ("int4", 64, "q4_k_m")
     assert [t["shots"] for t in data["tasks"]] == [2, 2] and "maj@4" in data["tasks"][1]["metrics"]
     assert "| mmlu | **acc_macro** |" in capsys.readouterr().out
 

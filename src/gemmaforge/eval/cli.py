@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..quant.cli import add_quantize_arguments
+from ..quant.cli import add_quantize_arguments, quant_options
 from ..util.argtypes import INTEGER, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, POSITIVE_FLOAT
 from .data import EvalDataError, read_jsonl
 from .decontam import DEFAULT_N, contaminated_items, export_ngrams, write_ngrams
@@ -72,7 +72,7 @@ def eval_main(args: argparse.Namespace) -> int:
     results = run_eval(args.model, tasks, limit=args.limit, shots=args.shots, batch_size=args.batch_size,
                        output_dir=args.output, samples=args.samples, temperature=args.temperature,
                        seed=args.seed, chat=args.chat, max_length=args.max_length, dtype=args.dtype,
-                       quantize=args.quantize, group_size=args.group_size,
+                       **quant_options(args),
                        threads=args.threads, sandbox=SandboxConfig(timeout_s=args.code_timeout),
                        command=command_line(), overwrite=args.overwrite)
     print(results.to_markdown())

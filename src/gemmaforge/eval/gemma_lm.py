@@ -57,10 +57,11 @@ class GemmaLM:
 
     @classmethod
     def load(cls, source: str, *, dtype: str = "float32", quantize: str | None = None,
-             group_size: int | None = None, **kwargs: Any) -> GemmaLM:
+             group_size: int | None = None, mix: str | None = None, **kwargs: Any) -> GemmaLM:
         import gemmaforge as gf  # the model and tokenizer modules load torch weights: import lazily
 
-        model = gf.load_model(source, dtype=getattr(torch, dtype), quantize=quantize, group_size=group_size)
+        model = gf.load_model(source, dtype=getattr(torch, dtype), quantize=quantize, group_size=group_size,
+                              mix=mix)
         return cls(model, gf.load_tokenizer(source), name=source, **kwargs)
 
     # -- text -> tokens ------------------------------------------------------------------------

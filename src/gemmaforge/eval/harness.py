@@ -49,6 +49,7 @@ class EvalConfig:
     dtype: str | None = None  # of a model loaded by name (None: a LanguageModel object's own)
     quantize: str | None = None  # weight-only scheme of a model loaded by name ("int8", "int4")
     group_size: int | None = None  # its columns per scale (None: the scheme's default)
+    mix: str | None = None  # int4's per-layer mix ("q4_k_m"; None: every layer int4)
 
     def validate(self) -> None:
         """Every setting in range, so nothing fails after the model loaded."""
@@ -199,7 +200,7 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
              temperature: float = 0.0, seed: int = 1234, chat: bool = False, max_length: int | None = None,
              sandbox: SandboxConfig | None = None, dtype: str = "float32", threads: int | None = None,
              command: str | None = None, overwrite: bool = False, quantize: str | None = None,
-             group_size: int | None = None) -> EvalResults:
+             group_size: int | None = None, mix: str | None = None) -> EvalResults:
     """Evaluate a model on tasks: the library form of `gemmaforge eval`.
 
     `model` is a gemmaforge source ("gemma3-270m", a checkpoint directory, a .gguf file) or any
@@ -207,15 +208,16 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     paths to JSONL task files, as a list or a comma-separated string. `threads` sets torch's
     intra-op threads (on a shared machine, fewer threads than cores avoids spin-wait collapse).
     An `output_dir` that holds an earlier run's results with the same settings is resumed (its
-    finished tasks kept); `overwrite` starts over. `quantize` ("int8" | "int4", with `group_size`)
-    loads a model given by name weight-only quantised (docs/quantize.md).
+    finished tasks kept); `overwrite` starts over. `quantize` ("int8" | "int4", with `group_size`
+    and `mix`) loads a model given by name weight-only quantised (docs/quantize.md).
     """
     names = tuple(t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip())
     by_name = isinstance(model, str)
     config = EvalConfig(tasks=names, limit=limit, shots=shots, batch_size=batch_size, samples=samples,
                         temperature=temperature, seed=seed, chat=chat, max_length=max_length,
                         output_dir=output_dir, sandbox=sandbox or SandboxConfig(), dtype=dtype if by_name else None,
-                        quantize=quantize if by_name else None, group_size=group_size if by_name else None)
+                        quantize=quantize if by_name else None, group_size=group_size if by_name else None,
+                        mix=mix if by_name else None)
     check_number("threads", threads, 1)
     source = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     # bad settings, task names or an output directory fail before the model loads
@@ -226,12 +228,12 @@ def run_eval(model: str | LanguageModel, tasks: Sequence[str] | str, *, limit: i
     if isinstance(model, str):
         from .gemma_lm import GemmaLM
         lm: LanguageModel = GemmaLM.load(model, batch_size=batch_size, chat=chat, max_length=max_length,
-                                         dtype=dtype, quantize=quantize, group_size=group_size)
+                                         dtype=dtype, quantize=quantize, group_size=group_size, mix=mix)
     else:
         lm = model
     if command is None:
         command = (f"gemmaforge.eval.run_eval({source!r}, {list(names)!r}, limit={limit}, shots={shots}, "
                    f"batch_size={batch_size}, samples={samples}, temperature={temperature}, seed={seed}, "
                    f"chat={chat}, max_length={max_length}, dtype={dtype!r}, threads={threads}"
-                   + (f", quantize={quantize!r}, group_size={group_size})" if quantize else ")"))
+                   + (f", quantize={quantize!r}, group_size={group_size}, mix={mix!r})" if quantize else ")"))
     return _evaluate(lm, config, prep, source, command)

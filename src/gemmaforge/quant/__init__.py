@@ -1,6 +1,6 @@
 """Weight-only int8/int4 quantisation, applied from outside the model.
 
-`quantize(model, "int8" | "int4", group_size=…)` swaps every `Linear` and the tied embedding for
+`quantize(model, "int8" | "int4", group_size=…, mix=…)` swaps every `Linear` and the tied embedding for
 modules that hold integer codes (`modules.py`); the model's code is unchanged, so `generate`,
 `stream`, `ChatSession` and `eval` run it as they run a float model. Activations stay in the model's
 dtype (float32 on CPU). See docs/quantize.md. Names load on first use, so the CLI's `--quantize`
@@ -13,11 +13,13 @@ import importlib
 from typing import Any
 
 SCHEMES = ("int8", "int4")
+MIXES = ("q4_k_m",)  # int4 only: which layers are stored in int8 instead (Scheme.for_layer)
 _LAZY = {
     "quantize": ".api", "scheme_of": ".api", "quantized_skeleton": ".api", "check_requested": ".api",
+    "layer_schemes": ".api",
     "Scheme": ".schemes", "set_kernel": ".kernels", "QuantLinear": ".modules", "QuantEmbedding": ".modules",
 }
-__all__ = ["SCHEMES", *_LAZY]
+__all__ = ["MIXES", "SCHEMES", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

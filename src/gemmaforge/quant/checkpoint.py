@@ -13,7 +13,7 @@ from ..config import GemmaConfig
 from ..errors import CheckpointError
 from ..model import Gemma, check_dtype
 from .api import quantized_skeleton
-from .modules import QuantEmbedding
+from .modules import QuantWeight
 from .schemes import Packed, Scheme, quantize_weight
 
 QUANTIZATION = "quantization"  # the config.json key that records the scheme
@@ -52,19 +52,22 @@ ROWS = 16384  # rows quantised at a time: the 262144-row embedding never exists 
 def quantize_streamed(cfg: GemmaConfig, tensors: Iterable[tuple[str, tuple[int, ...], RowReader]],
                       scheme: Scheme, dtype: torch.dtype, where: str) -> Gemma:
     """A quantised model built from float tensors read a block of rows at a time (a GGUF's blocks,
-    a cache file's slices): at most one block of float weights exists at once."""
+    a cache file's slices): at most one block of float weights exists at once. Each tensor is
+    quantised in the scheme its module of the skeleton holds."""
     check_dtype(dtype)
     with torch.device("meta"):
         model = quantized_skeleton(Gemma(cfg).to(dtype), scheme)
     expected = model.state_dict()
-    embeddings = {name for name, m in model.named_modules() if isinstance(m, QuantEmbedding)}
+    schemes = {name: m.scheme for name, m in model.named_modules() if isinstance(m, QuantWeight)}
     state: dict[str, torch.Tensor] = {}
     for name, shape, read in tensors:
         if name.endswith("norm.weight"):
             state[name] = read(0, shape[0]).to(dtype)
             continue
         base = name.removesuffix(".weight")
-        s = scheme.for_embedding if base in embeddings else scheme
+        if base not in schemes:
+            raise CheckpointError(f"{where}: unexpected tensor {name}")
+        s = schemes[base]
         blocks = [quantize_weight(read(i, min(i + ROWS, shape[0])), s, base) for i in range(0, shape[0], ROWS)]
         state[name] = torch.cat([b.codes for b in blocks])
         state[f"{base}.scales"] = torch.cat([b.scales for b in blocks])

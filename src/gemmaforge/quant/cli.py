@@ -1,4 +1,4 @@
-"""`--quantize` / `--group-size` for the verbs that load a model, and what `info` reports."""
+"""`--quantize` / `--group-size` / `--mix` for the verbs that load a model, and what `info` reports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ..util.argtypes import Number
-from . import SCHEMES
+from . import MIXES, SCHEMES
 
 if TYPE_CHECKING:
     from ..model import Gemma
@@ -21,6 +21,15 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
                         "a checkpoint saved quantised loads quantised)")
     p.add_argument("--group-size", type=Number(int, 2), default=None, metavar="N",
                    help="columns per scale (int8 default: one per row; int4 default: 16)")
+    p.add_argument("--mix", choices=MIXES, default=None,
+                   help="int4 only: q4_k_m stores v_proj and down_proj in int8 in the layers llama.cpp's "
+                        "Q4_K_M gives more bits (the first and last eighth, every third between; "
+                        "docs/quantize.md)")
+
+
+def quant_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `load_model` (and `run_eval`) that the options above set."""
+    return {"quantize": args.quantize, "group_size": args.group_size, "mix": args.mix}
 
 
 def add_gguf_type_argument(p: argparse.ArgumentParser) -> None:

@@ -10,41 +10,63 @@ per group of `group_size` columns (default 16). The scale and zero either span t
 ("mse", the search of llama.cpp's make_qkx2_quants for Q4_K; the default).
 A model-level scheme may give the tied embedding (also the output projection) its own scheme:
 "int4" keeps it at int8 per row by default (benchmarks/results/quant_options.md says why).
+An int4 scheme may also name a `mix` (`for_layer`): "q4_k_m" stores the layers llama.cpp's Q4_K_M
+gives more bits in int8 per row instead.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import InputError
+from . import MIXES
 
 DEFAULT_GROUP = {"int8": None, "int4": 16}  # int8 per channel; int4 in groups of 16 (32 misses the quality goal)
 ROUNDINGS = {"int8": ("absmax",), "int4": ("mse", "minmax")}  # the first is the default
 DEFAULT_EMBEDDING = {"int8": "int8", "int4": "int8"}  # the tied embedding's scheme by default
 SEARCH_ROWS = 4096  # rows searched at a time by the "mse" rounding (bounded scratch memory)
 _TINY = 1e-12  # floor for a scale, so an all-zero (or constant) group does not divide by zero
+# the Linear layers "q4_k_m" stores in int8 in the layers `use_more_bits` picks (llama.cpp: attn_v, ffn_down)
+_MORE_BITS = re.compile(r"layers\.(\d+)\.(attn\.v_proj|mlp\.down_proj)")
+
+
+def use_more_bits(i: int, n: int) -> bool:
+    """Whether layer `i` of `n` is one llama.cpp's Q4_K_M quantises with more bits (Q6_K instead of
+    Q4_K for attn_v and ffn_down): the first eighth, the last eighth, and every third layer between,
+    with C's integer division (`use_more_bits` in llama_tensor_get_type_impl, src/llama-quant.cpp of
+    ggml-org/llama.cpp: `i_layer < n_layers/8 || i_layer >= 7*n_layers/8 || (i_layer - n_layers/8)%3 == 2`).
+    For gemma3-270m's 18 layers: 0, 1, 4, 7, 10, 13, 15, 16, 17."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
 @dataclass(frozen=True)
 class Scheme:
     """What `quantize` does to each weight: `name` "int8" or "int4", `group_size` columns per
     scale (None: one scale per row, int8 only), `rounding` ("absmax" for int8; "mse" or "minmax"
-    for int4), and `embedding`: the tied embedding's own scheme (None: the same as the layers)."""
+    for int4), `embedding`: the tied embedding's own scheme (None: the same as the layers), and
+    `mix`: None (every layer in this scheme) or "q4_k_m" (int4 only; see `for_layer`)."""
 
     name: str
     group_size: int | None = None
     rounding: str = "absmax"
     embedding: Scheme | None = None
+    mix: str | None = None
 
     @classmethod
     def make(cls, name: str, group_size: int | None = None, embedding: str | Scheme | None = None,
-             rounding: str | None = None) -> Scheme:
+             rounding: str | None = None, mix: str | None = None) -> Scheme:
         """A checked scheme, with each unset choice at its default; `embedding` may name a scheme
         ("int8": per row, or `name` itself: the layers' scheme) or be a Scheme."""
         if name not in DEFAULT_GROUP:
             raise InputError(f"unknown quantisation scheme {name!r}; use one of: {', '.join(DEFAULT_GROUP)}")
+        if mix is not None and mix not in MIXES:
+            raise InputError(f"unknown int4 mix {mix!r}; use one of: {', '.join(MIXES)}")
+        if mix is not None and name != "int4":
+            raise InputError(f"the mix {mix!r} chooses which int4 layers are stored in int8; it needs "
+                             f"the int4 scheme, not {name}")
         group_size = group_size if group_size is not None else DEFAULT_GROUP[name]
         if name == "int4" and group_size is None:
             raise InputError("int4 needs a group_size (e.g. 32, 64, 128); only int8 has a per-channel scale")
@@ -56,25 +78,34 @@ class Scheme:
         embedding = embedding or DEFAULT_EMBEDDING[name]
         if isinstance(embedding, str):
             embedding = None if embedding == name else cls.make(embedding, embedding=embedding)
-        return cls(name, group_size, rounding, embedding)
+        return cls(name, group_size, rounding, embedding, mix)
 
     @property
     def for_embedding(self) -> Scheme:
         """The scheme the tied embedding table is stored in."""
         return self.embedding or self
 
+    def for_layer(self, name: str, n_layers: int) -> Scheme:
+        """The scheme of the Linear layer `name` ("layers.4.mlp.down_proj") of a model with
+        `n_layers` layers: this one, except where the mix asks for more bits. "q4_k_m" is llama.cpp's
+        Q4_K_M rule (`use_more_bits`) with int8 per row in place of its Q6_K: `v_proj` and
+        `down_proj` of the layers it picks."""
+        hit = self.mix is not None and _MORE_BITS.fullmatch(name)
+        return Scheme.make("int8") if hit and use_more_bits(int(hit.group(1)), n_layers) else self
+
     def to_dict(self) -> dict:
         return {"scheme": self.name, "group_size": self.group_size, "rounding": self.rounding,
-                "embedding": self.embedding and self.embedding.to_dict()}
+                "embedding": self.embedding and self.embedding.to_dict(), "mix": self.mix}
 
     @classmethod
     def from_dict(cls, d: dict) -> Scheme:
         """As recorded in config.json. Checkpoints saved before `rounding` and `embedding` were
-        recorded used min..max int4 rounding and quantised the embedding like the layers."""
+        recorded used min..max int4 rounding and quantised the embedding like the layers; those
+        saved before `mix` was recorded have none."""
         name = d["scheme"]
         emb = d.get("embedding")
         return cls.make(name, d.get("group_size"), embedding=cls.from_dict(emb) if emb else name,
-                        rounding=d.get("rounding") or ("minmax" if name == "int4" else None))
+                        rounding=d.get("rounding") or ("minmax" if name == "int4" else None), mix=d.get("mix"))
 
     def groups(self, width: int, where: str) -> int:
         """How many scales each row of a `width`-column weight gets; the group must divide the width."""
@@ -89,6 +120,8 @@ class Scheme:
         parts = [] if self.group_size is None else [f"group {self.group_size}"]
         if self.name == "int4":
             parts.append(f"{self.rounding} rounding")
+        if self.mix is not None:
+            parts.append(f"mix {self.mix}")
         if self.embedding is not None:
             parts.append(f"embedding {self.embedding}")
         return self.name + (f" ({', '.join(parts)})" if parts else "")

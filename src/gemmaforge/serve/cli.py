@@ -53,6 +53,7 @@ def serve_main(args: argparse.Namespace) -> int:
         from .server import run
     except ImportError as e:
         raise InputError(f"serving needs the serve extra ({e}): pip install 'gemmaforge[serve]'") from None
+    from ..quant.cli import quant_options
     from ..tokenizer import load_tokenizer
     from ..weights import load_model
     from .app import Settings, create_app
@@ -65,8 +66,7 @@ def serve_main(args: argparse.Namespace) -> int:
     if not api_key and not _loopback(args.host):
         print(f"gemmaforge serve: warning: listening on {args.host} without an API key", file=sys.stderr)
     tokenizer = load_tokenizer(args.tokenizer or args.model)  # the fast check first
-    model = load_model(args.model, dtype=getattr(torch, args.dtype), quantize=args.quantize,
-                       group_size=args.group_size).eval()
+    model = load_model(args.model, dtype=getattr(torch, args.dtype), **quant_options(args)).eval()
     metrics = Metrics()
     metrics.batch_size.set(args.max_batch)
     engine = Engine(model, tokenizer, args.max_batch, args.context, args.max_queue,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..config import GemmaConfig
+from ..errors import InputError
 from ..model import Gemma, check_dtype
 from ..quant import Scheme, scheme_of
 from ..quant import quantize as quantize_model
@@ -20,30 +21,31 @@ if TYPE_CHECKING:
 
 def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
                config: GemmaConfig | None = None, *, quantize: str | None = None,
-               group_size: int | None = None) -> Gemma:
+               group_size: int | None = None, mix: str | None = None) -> Gemma:
     """Load a Gemma from a shipped name ("gemma3-270m"), an HF dir, a .gguf, a .ckpt or our dir.
 
     `dtype=None` keeps the stored dtype. `config` is needed only for gemma_pytorch checkpoints
-    whose size matches no published preset. `quantize="int8" | "int4"` (with `group_size`) returns
-    a weight-only quantised model (gemmaforge.quant); a checkpoint saved quantised loads as it
-    was saved, and asking for another scheme is an error.
+    whose size matches no published preset. `quantize="int8" | "int4"` (with `group_size`, and for
+    int4 `mix="q4_k_m"`) returns a weight-only quantised model (gemmaforge.quant); a checkpoint
+    saved quantised loads as it was saved, and asking for another scheme is an error.
     """
     if dtype is not None:
         check_dtype(dtype)
-    if quantize is not None:
-        Scheme.make(quantize, group_size)  # a bad request fails before the slow load
+    if quantize is None and mix is not None:
+        raise InputError(f"mix {mix!r} is a mix of int4 layers: pass quantize='int4' (--quantize int4) with it")
+    want = None if quantize is None else Scheme.make(quantize, group_size, mix=mix)  # fails before the slow load
     src = resolve(source)
     if src.kind == "native":  # a quantised one comes back as it was saved
-        model = native.load(src.path, dtype, quantize, group_size)
+        model = native.load(src.path, dtype, quantize, group_size, mix)
     elif src.kind == "gguf":  # quantised block by block, never whole in float32
-        model = gguf_file.load(src.path, dtype, quantize=quantize and Scheme.make(quantize, group_size))
+        model = gguf_file.load(src.path, dtype, quantize=want)
     elif src.kind == "hf":
         model = hf.load(src.path, dtype)
     else:
         model = gemma_pytorch.load(src.path, dtype, config)
-    if quantize is None or scheme_of(model) is not None:
+    if want is None or scheme_of(model) is not None:
         return model
-    return quantize_model(model, quantize, group_size)
+    return quantize_model(model, want)
 
 
 def save_model(model: Gemma, directory: str | Path, *, tokenizer: Tokenizer | None = None,

@@ -54,7 +54,7 @@ def read_config(directory: Path) -> tuple[GemmaConfig, Scheme | None]:
 
 
 def load(directory: Path, dtype: torch.dtype | None, quantize: str | None = None,
-         group_size: int | None = None) -> Gemma:
+         group_size: int | None = None, mix: str | None = None) -> Gemma:
     """Our checkpoint; a quantised one is built from its codes directly (no float weights on the way)."""
     if (directory / "module.json").exists():
         raise CheckpointError(f"{directory}: a training checkpoint of more than a plain Gemma (a head, LoRA or a "
@@ -66,7 +66,7 @@ def load(directory: Path, dtype: torch.dtype | None, quantize: str | None = None
         raise CheckpointError(f"{directory}: no model.safetensors")
     cfg, scheme = read_config(directory)
     if scheme is not None:
-        check_requested(scheme, quantize, group_size, str(directory))
+        check_requested(scheme, quantize, group_size, mix, str(directory))
         return load_quantized(weights, cfg, scheme, dtype or torch.float32)
     state = read_sharded(weights) if weights.is_dir() else read_safetensors(weights)
     stored = next(iter(state.values())).dtype if state else torch.float32
