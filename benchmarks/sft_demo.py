@@ -27,34 +27,16 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from head_to_head import replies, tally, win_rate
 
 import gemmaforge as gf
 from gemmaforge.eval import run_eval
 from gemmaforge.eval.scoring import rouge_l
-from gemmaforge.inference.generate import Decoder
-from gemmaforge.judge import JudgeItem, load_judge
-from gemmaforge.selection.summary import wilson
+from gemmaforge.judge import JudgeItem, judge_name, load_judge
 from gemmaforge.train.config import TrainConfig
 from gemmaforge.train.sft import DEFAULT_SET, sft
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft-lora.toml"
-
-
-def replies(model, tok, prompts: list[str], max_new: int, batch: int = 8) -> list[tuple[str, bool]]:
-    """(reply, ended with <end_of_turn>) for each prompt, greedy, in the chat format."""
-    out = []
-    for s in range(0, len(prompts), batch):
-        ids = [tok.render_chat([{"role": "user", "content": p}], add_generation_prompt=True)[0]
-               for p in prompts[s:s + batch]]
-        dec = Decoder(model, ids, max_new, stop_ids=[tok.end_of_turn_id, tok.eos_id], truncate=True)
-        rows: list[list[int]] = [[] for _ in ids]
-        for step in dec:
-            for r, t in enumerate(step):
-                if t is not None:
-                    rows[r].append(t)
-        out += [(tok.decode([t for t in r if t != tok.end_of_turn_id]), bool(r) and r[-1] == tok.end_of_turn_id)
-                for r in rows]
-    return out
 
 
 def score(heldout: list[dict], got: list[tuple[str, bool]]) -> dict:
@@ -72,13 +54,7 @@ def score(heldout: list[dict], got: list[tuple[str, bool]]) -> dict:
 def judged(judge, heldout: list[dict], tuned: list[str], base: list[str]) -> dict:
     """(c): the tuned model's replies as A against the base model's as B, each pair in both orders."""
     items = [JudgeItem(h["prompt"], t, b, reference=h["target"]) for h, t, b in zip(heldout, tuned, base, strict=True)]
-    out = judge.judge(items)
-    wins, losses = sum(j.verdict == "a" for j in out), sum(j.verdict == "b" for j in out)
-    ties, n = len(out) - wins - losses, len(out)
-    flips = sum(j.flipped for j in out)
-    return {"judge": getattr(judge, "name", type(judge).__name__), "pairs": n, "wins": wins, "losses": losses,
-            "ties": ties, "win_rate": (wins + ties / 2) / n, "win_rate_ci95": list(wilson(wins + ties / 2, n)),
-            "position_flip_rate": flips / n, "position_flip_rate_ci95": list(wilson(flips, n))}
+    return win_rate(tally(judge, items), judge_name(judge))
 
 
 def harness(source: str, out: Path, limit: int) -> dict[str, dict]:

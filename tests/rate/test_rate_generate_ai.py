@@ -123,3 +123,18 @@ def test_the_judge_reads_a_whole_conversation(store, judge_module):
     judge = FakeJudge()
     label_with_judge(store, judge, progress=False)
     assert judge.seen[0].prompt == "User: Name a colour.\n\nAssistant: Blue.\n\nUser: Another?"
+
+
+def test_one_model_sampled_twice_under_two_names_makes_pairs(store, tiny_models):
+    prompts = [Prompt("def f(x):"), Prompt("import os")]
+    for seed in (1, 2):
+        settings = GenerationSettings(max_new_tokens=6, temperature=1.0, seed=seed)
+        assert generate_responses(store, prompts, tiny_models[:1], settings, progress=False,
+                                  names=[f"sample {seed}"]) == 2
+    assert generate_responses(store, prompts, tiny_models[:1], settings, progress=False, names=["sample 2"]) == 0
+    with store.connect() as c:
+        rows = c.execute("SELECT model, text FROM responses ORDER BY prompt_id, model").fetchall()
+    assert [r[0] for r in rows] == ["sample 1", "sample 2"] * 2 and rows[0][1] != rows[1][1]
+    assert store.pair_models(["sample 1", "sample 2"]) == (2, 0)
+    with pytest.raises(RateError, match="2 names for 1 models"):
+        generate_responses(store, prompts, tiny_models[:1], settings, progress=False, names=["x", "y"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
@@ -37,23 +38,30 @@ def prompt_ids(tok, prompt: Prompt) -> list[int]:
 
 
 def generate_responses(store: RatingStore, prompts: list[Prompt], models: list[str],
-                       settings: GenerationSettings = GenerationSettings(), progress: bool = True) -> int:
+                       settings: GenerationSettings = GenerationSettings(), progress: bool = True,
+                       names: Sequence[str] | None = None) -> int:
     """Stores each model's response to each prompt; prompts a model already answered are skipped
-    (an interrupted run resumes), and each batch is committed as it finishes. Returns responses added."""
+    (an interrupted run resumes), and each batch is committed as it finishes. Returns responses added.
+    `names` (one per model, default the sources) is what the responses are stored under: one source
+    sampled twice with two seeds under two names gives two sides to pair (AI-feedback pairs)."""
     import gemmaforge as gf
+
+    names = list(models) if names is None else list(names)
+    if len(names) != len(models):
+        raise RateError(f"generate_responses: {len(names)} names for {len(models)} models; give one name a model")
 
     # each prompt samples from its own stream (seed, prompt id): the same text whatever the batch
     sampling = settings.sampling()
     with store.transaction() as c:
         ids = [store.add_prompt(c, p) for p in prompts]
     added = 0
-    for source in models:
-        done = store.answered(source)
+    for source, name in zip(models, names):
+        done = store.answered(name)
         todo = [(i, p) for i, p in zip(ids, prompts) if i not in done]
         if not todo:
             continue
         model, tok = gf.load_model(source), gf.load_tokenizer(source)
-        bar = tqdm(total=len(todo), desc=f"generating {source}", unit="prompt", disable=not progress)
+        bar = tqdm(total=len(todo), desc=f"generating {name}", unit="prompt", disable=not progress)
         for start in range(0, len(todo), settings.batch_size):
             batch = todo[start:start + settings.batch_size]
             texts = gf.generate(model, tok, [prompt_ids(tok, p) for _, p in batch],
@@ -61,7 +69,7 @@ def generate_responses(store: RatingStore, prompts: list[Prompt], models: list[s
                                 sample_ids=[prompt_id for prompt_id, _ in batch])
             with store.transaction() as c:
                 for (prompt_id, _), text in zip(batch, texts):
-                    store.add_response(c, prompt_id, source, text, {"generation": asdict(settings)})
+                    store.add_response(c, prompt_id, name, text, {"generation": asdict(settings)})
             added += len(batch)
             bar.update(len(batch))
         bar.close()
