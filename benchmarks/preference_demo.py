@@ -190,7 +190,7 @@ def run_fold(f: int, pairs: list[dict], kept: list[int], fold: list[int], items:
 
 
 def report(args, pairs, kept, fold, items, base_lp, folds_done: list[dict], ai: dict | None, judge: str,
-           started: float, loads: list[float]) -> dict:
+           setup_s: dict[str, float], started: float, loads: list[float]) -> dict:
     groups = [pairs[i]["prompt"] for i in kept]
     n_tok = items[:, :, 2].sum(-1).float()  # completion tokens (response + <end_of_turn>) of each side
     longer = correct(n_tok[:, 0] - n_tok[:, 1])
@@ -226,7 +226,7 @@ def report(args, pairs, kept, fold, items, base_lp, folds_done: list[dict], ai: 
             "settings": {k: getattr(args, k) for k in ("folds", "seq", "steps", "batch", "rank", "reward_lr", "dpo_lr",
                                                         "beta", "seed", "threads", "ai_pairs", "ai_tokens",
                                                         "reply_tokens", "judge", "judge_model")},
-            "folds_finished": len(folds_done), "wall_s": time.perf_counter() - started,
+            "folds_finished": len(folds_done), "setup_s": setup_s, "wall_s": time.perf_counter() - started,
             "load_average": loads + [os.getloadavg()[0]], "torch": torch.__version__}
 
 
@@ -297,8 +297,10 @@ def write(res: dict, out: Path) -> None:
         lines += [f"| {i} | {a['train_pairs']} | {a['steps']} | {a['reward_train_loss']:.3f} | "
                   f"{a['dpo_train_loss']:.3f} | {a['reward_s']:.0f} | {a['dpo_s']:.0f} |"
                   for i, a in ((i, d["ai"]) for i, d in enumerate(res["folds"]) if "ai" in d)]
-    la = res["load_average"]
-    lines.append(f"\nWall {res['wall_s'] / 60:.1f} min, {s['threads']} thread(s), torch {res['torch']}, 1-min load "
+    la, su = res["load_average"], res["setup_s"]
+    lines.append(f"\nBefore the folds: base log-probs {su['base_logprobs']:.0f} s, base replies "
+                 f"{su['base_replies']:.0f} s, AI-feedback pairs {su['ai_pairs']:.0f} s. Wall {res['wall_s'] / 60:.1f} "
+                 f"min, {s['threads']} thread(s), torch {res['torch']}, 1-min load "
                  f"average {min(la):.1f}–{max(la):.1f} during the run (on a shared, busy machine absolute times are "
                  "not those of a quiet one).\n")
     (out / "preference_demo.md").write_text("\n".join(lines))
@@ -361,20 +363,28 @@ def main() -> None:
     items[:, :, 3] = torch.arange(len(items))[:, None, None]  # index items by row from here on
     fold = make_folds([p["prompt"] for p in pairs], args.folds, args.seed)
     print(f"{len(pairs)} pairs, {len(kept)} fit {args.seq} tokens; base model log-probs and replies…", flush=True)
+    setup_s, t0 = {}, time.perf_counter()
     base = gf.load_model("gemma3-270m")
     base_lp = logprobs(base, items, args.micro)
+    setup_s["base_logprobs"], t0 = time.perf_counter() - t0, time.perf_counter()
     prompts = list(dict.fromkeys(pairs[i]["prompt"] for i in kept))
     base_replies = {p: r[0] for p, r in zip(prompts, replies(base, tok, prompts, args.reply_tokens, args.micro))}
     del base
+    setup_s["base_replies"], t0 = time.perf_counter() - t0, time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
     ai_rows, ai = make_ai_pairs(args, tok, judge)
+    setup_s["ai_pairs"] = time.perf_counter() - t0
     done: list[dict] = []
-    write(report(args, pairs, kept, fold, items, base_lp, done, ai, judge_name(judge), started, loads), args.out)
+
+    def current() -> dict:
+        return report(args, pairs, kept, fold, items, base_lp, done, ai, judge_name(judge), setup_s, started, loads)
+
+    write(current(), args.out)
     for f in range(args.folds):
         print(f"fold {f + 1}/{args.folds}", flush=True)
         done.append(run_fold(f, pairs, kept, fold, items, base_lp, tok, judge, base_replies, ai_rows, args))
         loads.append(os.getloadavg()[0])
-        res = report(args, pairs, kept, fold, items, base_lp, done, ai, judge_name(judge), started, loads)
+        res = current()
         write(res, args.out)
         print(json.dumps(res["results"], indent=1) + "\n" + json.dumps(res["judge_win_rate"]), flush=True)
 

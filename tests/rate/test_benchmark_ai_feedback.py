@@ -85,3 +85,37 @@ def test_a_judge_that_decides_nothing_trains_nothing_and_says_so(tmp_path, tiny_
     assert rows == [] and stats["decided"] == 0 and stats["position_flipped"] == stats["ties"] == stats["judged"] > 0
     text = "\n".join(ai_lines(stats | {"judge": "position", "fit_seq": 0, "trained": False}, {"seq": 200, "batch": 4}))
     assert f"the judge decided none of the {stats['judged']} pairs" in text and "were not trained" in text
+
+
+def test_the_report_sets_both_arms_side_by_side(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+    from preference_demo import report, write
+
+    args = SimpleNamespace(folds=2, seq=64, steps=1, batch=2, rank=8, reward_lr=1e-3, dpo_lr=1e-3, beta=0.1, seed=0,
+                           threads=1, ai_pairs=3, ai_tokens=8, reply_tokens=8, judge="j", judge_model=None)
+    pairs = [{"prompt": p, "chosen": "c", "rejected": "r"} for p in ("p0", "p0", "p1", "p2")]
+    items = torch.zeros(4, 2, 4, 8, dtype=torch.long)
+    items[:, 0, 2, :3], items[:, 1, 2, :2] = 1, 1  # chosen is the longer side everywhere
+    times = {"reward_train_loss": 0.6, "dpo_train_loss": 0.7, "reward_s": 1.0, "dpo_s": 2.0}
+    folds = [{"held": held, "reward_diff": rd, "dpo_diff": [1.0, 1.0], "train_pairs": 2, "steps": 1, **times,
+              "replies_s": 3.0, "judge_s": 4.0, "win": win,
+              "ai": {"reward_diff": [1.0, 1.0], "dpo_diff": [-1.0, 0.0], "train_pairs": 5, "steps": 3, **times}}
+             for held, rd, win in (([0, 1], [1.0, -1.0], {"pairs": 1, "wins": 1, "losses": 0, "ties": 0, "flips": 0}),
+                                   ([2, 3], [0.0, 1.0], {"pairs": 2, "wins": 0, "losses": 1, "ties": 1, "flips": 1}))]
+    ai = {"prompts": 3, "source": "sft", "responses": 6, "identical_skipped": 0, "judged": 3, "decided": 3, "ties": 0,
+          "position_flipped": 0, "max_new_tokens": 8, "temperature": 1.0, "judge": "j", "fit_seq": 3, "trained": True}
+    res = report(args, pairs, [0, 1, 2, 3], [0, 0, 1, 1], items, torch.tensor([[-1.0, -2.0]] * 4), folds, ai, "j",
+                 {"base_logprobs": 1.0, "base_replies": 2.0, "ai_pairs": 3.0}, 0.0, [1.0])
+    held = res["results"]["held-out pairs of finished folds"]
+    assert list(held)[:4] == ["reward model (LoRA)", "reward model (LoRA) + AI pairs", "DPO implicit reward (LoRA)",
+                              "DPO implicit reward (LoRA) + AI pairs"]
+    assert held["reward model (LoRA)"]["accuracy"] == pytest.approx(2.5 / 4)
+    assert held["reward model (LoRA) + AI pairs"]["accuracy"] == 1.0
+    assert held["DPO implicit reward (LoRA) + AI pairs"]["accuracy"] == pytest.approx(1 / 4)
+    assert res["judge_win_rate"]["win_rate"] == pytest.approx(1.5 / 3) and res["judge_win_rate"]["flips"] == 1
+    write(res, tmp_path)
+    md = (tmp_path / "preference_demo.md").read_text()
+    assert "| reward model (LoRA) + AI pairs | 1.000 |" in md and "plus these 3 AI pairs" in md
+    assert "| 1 | 5 | 3 |" in md  # fold 1 of the AI arm: 5 pairs in 3 steps
