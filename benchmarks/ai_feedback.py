@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gemmaforge.judge import Judge, JudgeItem, Judgement
+from gemmaforge.judge import Judge, JudgeItem, Judgement, judge_name
 from gemmaforge.rate import GenerationSettings, RateError, RatingStore, generate_responses, label_with_judge
 from gemmaforge.rate.prefs import preference_rows
 from gemmaforge.rate.prompts import Prompt, chat_prompt
@@ -35,7 +35,7 @@ class Recording:
 
     @property
     def name(self) -> str:
-        return str(getattr(self.inner, "name", type(self.inner).__name__))
+        return judge_name(self.inner)
 
     def judge(self, items: list[JudgeItem]) -> list[Judgement]:
         out = self.inner.judge(items)
