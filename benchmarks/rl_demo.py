@@ -28,6 +28,7 @@ from pathlib import Path
 TASK = {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+", "-"],
         "allow_parentheses": False, "allow_negation": False}
 SHOTS = "2 + 5 = 7\n9 - 3 = 6\n4 + 4 = 8\n13 + 5 = 18\n"
+SMOOTH = 5  # the KL bound applies to the running mean of this many steps' estimates (each is noisy)
 
 
 def questions(size: int, seed: int, task: dict = TASK) -> list[dict]:
@@ -86,6 +87,7 @@ def main() -> None:
     ap.add_argument("--kl-bound", type=float, default=1.0, help="stated bound on the mean per-reply KL (nats)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the run already on disk")
+    ap.add_argument("--note", default="", help="what else ran on the machine (printed with the results)")
     args = ap.parse_args()
     import torch
 
@@ -100,6 +102,7 @@ def main() -> None:
     if args.report_only:
         previous = json.loads((args.out / "rl_demo.json").read_text())
         env, wall, cpu = previous["env"], previous["wall_s"], previous["cpu_s"]
+        env["note"] = args.note or env.get("note", "")
         summary = json.loads((Path(config.out_dir) / "summary.json").read_text())
     else:
         shutil.rmtree(config.out_dir, ignore_errors=True)  # a benchmark starts afresh
@@ -107,7 +110,7 @@ def main() -> None:
         load_before, started, cpu0 = os.getloadavg(), time.perf_counter(), cpu_seconds()
         summary = rlhf(config)
         wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu0
-        env = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
+        env = {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__, "note": args.note,
                "load_before": load_before, "load_after": os.getloadavg()}
     rows = [json.loads(line) for line in (Path(config.out_dir) / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "rollout/reward" in r]
@@ -116,7 +119,8 @@ def main() -> None:
     # score_answer gives partial credit (e.g. 0.5 for "17" when the answer is 7): correct means a full score
     right_before, right_after = ([float(x >= 1.0) for x in h["rewards"]] for h in (before, after))
     test = paired(right_before, right_after)
-    kl_max = max(r["rollout/kl"] for r in rows)
+    kl = [r["rollout/kl"] for r in rows]
+    running = [sum(kl[max(0, i - SMOOTH + 1):i + 1]) / len(kl[max(0, i - SMOOTH + 1):i + 1]) for i in range(len(kl))]
     prompts = [json.loads(line) for line in Path(config.rl.prompts).read_text().splitlines()][-n:]
     changed = [{"question": p["entry"]["question"], "answer": p["entry"]["answer"], "before": b, "after": a,
                 "right_before": rb, "right_after": ra}
@@ -131,8 +135,10 @@ def main() -> None:
                      "before_ci95": wilson(sum(right_before), n), "after_ci95": wilson(sum(right_after), n),
                      "mean_reward_before": before["mean_reward"], "mean_reward_after": after["mean_reward"],
                      **test},
-        "kl": {"bound": args.kl_bound, "max_rollout_kl": kl_max, "last_rollout_kl": rows[-1]["rollout/kl"],
-               "within_bound": kl_max <= args.kl_bound, "kl_coef_first": rows[0]["rollout/kl_coef"],
+        "kl": {"bound": args.kl_bound, "max_rollout_kl": max(kl), "last_rollout_kl": kl[-1],
+               "mean_rollout_kl": sum(kl) / len(kl), "steps_over_bound": sum(x > args.kl_bound for x in kl),
+               "smooth_steps": SMOOTH, "max_running_mean_kl": max(running),
+               "within_bound": max(running) <= args.kl_bound, "kl_coef_first": rows[0]["rollout/kl_coef"],
                "kl_coef_last": rows[-1]["rollout/kl_coef"]},
         "interval_excludes_zero": test["diff_ci95"][0] > 0,
         "curve": [{k: r.get(k) for k in ("step", "rollout/reward", "rollout/kl", "rollout/kl_coef", "kl", "entropy",
@@ -167,8 +173,8 @@ def markdown(r: dict) -> str:
         f"LoRA r{c['lora']['rank']} on {', '.join(c['lora']['targets'])}, lr {c['optim']['lr']}; "
         f"{r['steps']} steps.\n\n"
         f"Time: {r['wall_s'] / 60:.1f} min wall, {r['cpu_s'] / 60:.1f} min of process CPU time, at "
-        f"{e['threads']} thread, on a BUSY shared 2-core machine (load average {e['load_before'][0]:.1f} before, "
-        f"{e['load_after'][0]:.1f} after; several other jobs): not a quiet machine's times. Training alone "
+        f"{e['threads']} thread(s), on {e.get('note') or 'a 2-core machine'} (load average "
+        f"{e['load_before'][0]:.1f} before, {e['load_after'][0]:.1f} after). Training alone "
         f"{r['train_s'] / 60:.1f} min; the rest is loading and the two held-out evaluations.\n\n"
         f"Task: reasoning-gym `basic_arithmetic`, {r['task']['min_terms']} terms of {r['task']['min_digits']}-"
         f"{r['task']['max_digits']} digit(s), {' '.join(r['task']['operators'])}, asked to the pretrained model as "
@@ -185,12 +191,16 @@ def markdown(r: dict) -> str:
         f"[{h['diff_ci95'][0]:+.3f}, {h['diff_ci95'][1]:+.3f}] — {verdict}. Prompts gained {h['gained']}, lost "
         f"{h['lost']}; exact McNemar p = {h['mcnemar_p']:.2g}.\n\n"
         "## Curve (`rl_demo.png`: reward, KL, β, loss)\n\n"
-        f"Rollout reward (T = 1) over the first 5 steps {mean(first, 'rollout/reward'):.3f}, "
+        f"Rollout reward (T = {rl['temperature']}) over the first 5 steps {mean(first, 'rollout/reward'):.3f}, "
         f"last 5 {mean(last, 'rollout/reward'):.3f}. KL to the starting policy (k1, summed over a reply, mean over a "
-        f"step's rollouts): at most {k['max_rollout_kl']:.3f} nats, last {k['last_rollout_kl']:.3f}; stated bound "
-        f"{k['bound']} nats: {'held' if k['within_bound'] else 'EXCEEDED'}. β went from {k['kl_coef_first']:.4f} to "
-        f"{k['kl_coef_last']:.4f}. Rollout speed {mean(r['curve'], 'rollout/tok_s'):.1f} tokens/s on average, "
-        f"{mean(r['curve'], 'step_s'):.1f} s a step (busy machine).\n\n![curves](rl_demo.png)\n\n"
+        f"step's rollouts): mean {k['mean_rollout_kl']:.3f} nats, last {k['last_rollout_kl']:.3f}. Stated bound "
+        f"{k['bound']} nats on the running mean of {k['smooth_steps']} steps (one step's estimate, from 64 replies "
+        f"of a few tokens, is noisy): at most {k['max_running_mean_kl']:.3f}, "
+        f"{'held' if k['within_bound'] else 'EXCEEDED'}; single steps reached {k['max_rollout_kl']:.3f} "
+        f"({k['steps_over_bound']} of {len(r['curve'])} steps over {k['bound']}). β went from "
+        f"{k['kl_coef_first']:.4f} to {k['kl_coef_last']:.4f}. Rollout speed "
+        f"{mean(r['curve'], 'rollout/tok_s'):.1f} tokens/s on average, "
+        f"{mean(r['curve'], 'step_s'):.1f} s a step.\n\n![curves](rl_demo.png)\n\n"
         "## Held-out replies that changed (greedy; the first 12)\n\n"
         "| question | answer | before | after |\n|---|---|---|---|\n"
         f"{ex}\n\n"
