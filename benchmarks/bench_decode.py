@@ -13,6 +13,9 @@ over 16 steps; the profiler's own cost makes the Python share an upper bound).
 
     python benchmarks/bench_decode.py [--threads 2] [--new-tokens 64] [--out benchmarks/results]
         [--engines gemmaforge,gemmaforge-int8,gemmaforge-int4,transformers,llama.cpp]
+
+Each gemmaforge engine also runs with `-compiled` (e.g. gemmaforge-int8-compiled): decoding with
+`compile=True`, one torch.compile'd program per step; its warm-up (compilation) time is reported.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def timed(fn) -> tuple[float, object]:
 
 
 # -- engines (each runs in a child process) --------------------------------------------------
-def run_gemmaforge(args, quantize: str | None = None) -> dict:
+def run_gemmaforge(args, quantize: str | None = None, compile: bool = False) -> dict:
     import torch
 
     import gemmaforge as gf
@@ -63,11 +66,15 @@ def run_gemmaforge(args, quantize: str | None = None) -> dict:
     load_s, model = timed(lambda: gf.load_model(source))
     tok = gf.load_tokenizer("gemma3-270m")
     out = {"load_s": load_s}
-    warm_s, _ = timed(lambda: sum(1 for _ in Decoder(model, [tok.encode(SHORT)], 2)))  # warm-up, as for transformers
-    out["warmup_s"] = warm_s  # includes compiling the quantised kernels (cached on disk after the first run)
+    def decoder(prompts: list[list[int]], n: int) -> Decoder:
+        return Decoder(model, prompts, n, compile=compile)
+
+    out["warmup_s"] = 0.0  # compiling the quantised kernels or the whole step (cached on disk after the first run)
     for name, text in (("short", SHORT), ("long", long_prompt())):
         ids = tok.encode(text)
-        steps = iter(Decoder(model, [ids], args.new_tokens))
+        warm_s, _ = timed(lambda ids=ids: sum(1 for _ in decoder([ids], 3)))  # warm-up at this shape
+        out["warmup_s"] += warm_s
+        steps = iter(decoder([ids], args.new_tokens))
         ttft, _ = timed(lambda steps=steps: next(steps))
         decode_s, rest = timed(lambda steps=steps: sum(1 for _ in steps))
         out[name] = {"prompt_tokens": len(ids), "ttft_s": ttft, "decode_tok_s": rest / decode_s}
@@ -77,10 +84,9 @@ def run_gemmaforge(args, quantize: str | None = None) -> dict:
         prefill_s, _ = timed(lambda: model(ids, logits_at="last"))
     out["prefill_tok_s"] = ids.shape[1] / prefill_s
     out["weight_bytes_per_token"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    out["batched"] = batched(lambda b: sum(1 for _ in Decoder(model, [tok.encode(SHORT)] * b, args.new_tokens)),
-                             args)
+    out["batched"] = batched(lambda b: sum(1 for _ in decoder([tok.encode(SHORT)] * b, args.new_tokens)), args)
     out["peak_rss_mb"] = peak_rss_mb()  # before the profiler pass, whose event buffers are not serving's cost
-    out["step_profile"] = step_profile(model, tok)
+    out["step_profile"] = step_profile(decoder, tok)
     return out
 
 
@@ -95,13 +101,12 @@ def batched(decode, args) -> dict[str, float]:
     return out
 
 
-def step_profile(model, tok, steps: int = 16) -> dict:
-    """Wall time of batch-1 decode steps, and how much of it is spent inside PyTorch ops."""
+def step_profile(decoder, tok, steps: int = 16) -> dict:
+    """Wall time of batch-1 decode steps, and how much of it is spent inside PyTorch ops (for a
+    compiled step: inside the generated program, which the profiler sees as one op)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from gemmaforge.inference.generate import Decoder
-
-    it = iter(Decoder(model, [tok.encode(SHORT)], steps + 2))
+    it = iter(decoder([tok.encode(SHORT)], steps + 2))
     next(it)  # prefill
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         wall, _ = timed(lambda: sum(1 for _ in it))
@@ -186,6 +191,8 @@ def run_llama_cpp(args) -> dict:
 ENGINES = {"gemmaforge": run_gemmaforge,
            "gemmaforge-int8": lambda args: run_gemmaforge(args, "int8"),
            "gemmaforge-int4": lambda args: run_gemmaforge(args, "int4"),
+           **{f"{name}-compiled": lambda args, q=q: run_gemmaforge(args, q, compile=True)
+              for name, q in (("gemmaforge", None), ("gemmaforge-int8", "int8"), ("gemmaforge-int4", "int4"))},
            "transformers": run_transformers, "llama.cpp": run_llama_cpp}
 
 
@@ -299,10 +306,11 @@ def _num(v: float | None) -> str:
 
 
 def markdown(r: dict) -> str:
-    rows = ["| engine | load s | decode tok/s (short) | decode tok/s (~500 tok prompt) | prefill tok/s (512) "
-            "| TTFT s (short / long) | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    rows = ["| engine | load s | warm-up s | decode tok/s (short) | decode tok/s (~500 tok prompt) "
+            "| prefill tok/s (512) | TTFT s (short / long) | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for name, x in r["results"].items():
-        rows.append(f"| {name} | {x['load_s']:.1f} | {x['short']['decode_tok_s']:.1f} | "
+        warm = f"{x['warmup_s']:.1f}" if "warmup_s" in x else "n/a"
+        rows.append(f"| {name} | {x['load_s']:.1f} | {warm} | {x['short']['decode_tok_s']:.1f} | "
                     f"{x['long']['decode_tok_s']:.1f} | {_num(x.get('prefill_tok_s'))} | "
                     f"{x['short']['ttft_s']:.2f} / {x['long']['ttft_s']:.2f} | {x['peak_rss_mb']:.0f} |")
     lines = [

@@ -104,18 +104,21 @@ def _generate(args: argparse.Namespace) -> None:
     s, spec = _sampling(args), speculative_settings(args)  # bad settings fail before the model loads
     if spec and len(args.prompt) > 1:
         raise InputError(f"--speculative decodes one prompt at a time, got {len(args.prompt)} prompts")
+    if spec and args.compile:
+        raise InputError("--compile and --speculative cannot be combined (a compiled step decodes one token)")
     model, tok = _load(args)
     prompts = args.prompt or [sys.stdin.read().removesuffix("\n")]  # `echo ... |` adds a newline
     if len(prompts) == 1:  # one prompt streams as it is generated
         stats = SpeculationStats()
         for delta in stream(model, tok, prompts[0], args.max_new_tokens, stop=args.stop, truncate=args.truncate,
-                            sampling=s, speculative=spec, stats=stats):
+                            sampling=s, speculative=spec, stats=stats, compile=args.compile):
             print(delta, end="", flush=True)
         print()
         if spec:
             print(f"({stats.summary()})", file=sys.stderr)
         return
-    texts = generate(model, tok, prompts, args.max_new_tokens, stop=args.stop, truncate=args.truncate, sampling=s)
+    texts = generate(model, tok, prompts, args.max_new_tokens, stop=args.stop, truncate=args.truncate, sampling=s,
+                     compile=args.compile)
     for i, (prompt, text) in enumerate(zip(prompts, texts), 1):  # several prompts run as one batch
         print(f"=== [{i}/{len(prompts)}] {prompt}")
         print(text)
@@ -242,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(p, 64)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--truncate", action="store_true", help="drop the oldest prompt tokens if it is too long")
+    p.add_argument("--compile", action="store_true", help="decode with one torch.compile'd program per step: "
+                   "less time per token after a one-off compilation (tens of seconds; cached on disk)")
     add_speculative_arguments(p)
     p.set_defaults(run=_generate)
 

@@ -7,6 +7,8 @@ in a ring buffer (slot = position mod slots), unless the cache must be able to r
 positions those writes overwrote lie outside the window of every query still to come. Each slot
 remembers the position it holds (-1 when empty), so attention masks come from positions alone and
 batches of different lengths need no special cases. One extra "trash" slot per layer absorbs padding tokens.
+A `static` cache always shows attention all of its slots (the empty ones masked by position -1):
+its shapes never change from one step to the next, as a compiled decode step needs.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class KVCache:
     length: int = 0  # 1 + the largest position stored so far (over rows)
     prev_length: int = 0  # `length` before the current forward
     spare: int = 0  # ring slots beyond the window: how far a ring cache can roll back
+    static: bool = False  # attention sees every slot, so shapes are the same at every step
 
     @classmethod
     def allocate(cls, cfg: GemmaConfig, batch: int, max_len: int, dtype: torch.dtype,
-                 device: torch.device | str = "cpu", rings: bool = True, spare: int = 0) -> KVCache:
+                 device: torch.device | str = "cpu", rings: bool = True, spare: int = 0,
+                 static: bool = False) -> KVCache:
         keys, values, slot_pos, ring = [], [], [], []
         for i in range(cfg.n_layers):
             local = rings and cfg.is_local(i) and cfg.sliding_window + spare < max_len
@@ -44,7 +48,7 @@ class KVCache:
             slot_pos.append(torch.full((batch, slots + 1), -1, dtype=torch.long, device=device))
             ring.append(local)
         return cls(keys, values, slot_pos, ring,
-                   torch.zeros(batch, dtype=torch.long, device=device), max_len, spare=spare)
+                   torch.zeros(batch, dtype=torch.long, device=device), max_len, spare=spare, static=static)
 
     def repeat(self, n: int) -> KVCache:
         """A copy with each row repeated `n` times in place (rows a, b -> a, a, b, b for n = 2): one
@@ -54,7 +58,7 @@ class KVCache:
 
         return KVCache([rep(k) for k in self.keys], [rep(v) for v in self.values],
                        [rep(p) for p in self.slot_pos], list(self.ring), rep(self.next_position),
-                       self.max_len, self.length, self.prev_length, self.spare)
+                       self.max_len, self.length, self.prev_length, self.spare, self.static)
 
     def truncate(self, n: int) -> None:
         """Forget every position from `n` on. Ring buffers can forget at most their `spare` last
@@ -115,7 +119,7 @@ class KVCache:
         pc[:, slots] = -1
         if chunk_in_ring:
             return seen
-        n = min(self.length, slots)
+        n = slots + 1 if self.static else min(self.length, slots)
         return kc[:, :, :n], vc[:, :, :n], pc[:, :n]
 
 

@@ -30,11 +30,17 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ConfigError(f"unsupported dtype {dtype}; use torch.float32 or torch.bfloat16")
 
 
+@torch.compiler.assume_constant_result
+def num_threads() -> int:
+    """torch.get_num_threads(), as a constant of a compiled program (dynamo cannot trace the call)."""
+    return torch.get_num_threads()
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x @ weight.T. For a few rows on CPU (decoding), BLAS runs the matrix-vector product on one
     thread; splitting the weight's rows into a batch lets bmm use every thread (3x faster here)."""
     rows = x.numel() // x.shape[-1]
-    parts = math.gcd(weight.shape[0], torch.get_num_threads())
+    parts = math.gcd(weight.shape[0], num_threads())
     if rows > 4 or parts == 1 or x.device.type != "cpu" or torch.is_grad_enabled():
         return F.linear(x, weight)
     out = torch.bmm(weight.view(parts, -1, weight.shape[1]), x.reshape(rows, -1).t().expand(parts, -1, -1))
@@ -254,9 +260,11 @@ class Gemma(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def new_cache(self, batch_size: int, max_len: int | None = None, spare: int = 0) -> KVCache:
+    def new_cache(self, batch_size: int, max_len: int | None = None, spare: int = 0,
+                  static: bool = False) -> KVCache:
         return KVCache.allocate(self.config, batch_size, max_len or self.config.max_seq_len,
-                                dtype=self.dtype, device=self.final_norm.weight.device, spare=spare)
+                                dtype=self.dtype, device=self.final_norm.weight.device, spare=spare,
+                                static=static)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Output projection (tied to the embedding) plus Gemma 2's final soft-cap."""
@@ -287,10 +295,22 @@ class Gemma(nn.Module):
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
         if segment_ids is not None and cache is not None:
             raise ValueError("segment_ids (packed documents) cannot be combined with a KV cache")
+        if logits_at not in ("all", "last", "none"):
+            raise ValueError(f"logits_at must be 'all', 'last' or 'none', got {logits_at!r}")
         key_mask = attention_mask.bool() if attention_mask is not None else None
         causal_only = positions is None and key_mask is None and cache is None and segment_ids is None
         if positions is None:
             positions = self.default_positions(key_mask, input_ids.shape, input_ids.device, cache)
+        if cache is not None:
+            cache.begin(key_positions(positions, key_mask))
+        return self.run(input_ids, positions, key_mask, cache, causal_only, segment_ids, logits_at)
+
+    def run(self, input_ids: torch.Tensor, positions: torch.Tensor, key_mask: torch.Tensor | None,
+            cache: KVCache | None, causal_only: bool, segment_ids: torch.Tensor | None,
+            logits_at: str) -> torch.Tensor:
+        """The forward pass proper, once the inputs are checked and the cache has `begin`: no
+        host-side reads of tensor values here, so `torch.compile` captures it whole (a decode step
+        over a `static` cache: inference.compiled)."""
         x = self.embed_tokens(input_ids)
         cfg = self.config
         ropes = {
@@ -301,16 +321,10 @@ class Gemma(nn.Module):
             local_base = cfg.rope_local_base if cfg.family >= 3 else cfg.rope_base
             local_scale = 1.0 if cfg.family >= 3 else cfg.rope_scaling
             ropes["L"] = rope_cos_sin(positions, cfg.head_dim, local_base, local_scale, x.dtype)
-        if cache is not None:
-            cache.begin(key_positions(positions, key_mask))
         inp = AttnInputs(positions, key_mask, cache, cfg.sliding_window, causal_only, segment_ids)
         for i, block in enumerate(self.layers):
             x = block(x, ropes[cfg.layer_types[i]], inp)
         if logits_at == "last":
             x = x[:, -1:]
         x = self.final_norm(x)
-        if logits_at == "none":
-            return x
-        if logits_at not in ("all", "last"):
-            raise ValueError(f"logits_at must be 'all', 'last' or 'none', got {logits_at!r}")
-        return self.logits(x)
+        return x if logits_at == "none" else self.logits(x)

@@ -16,6 +16,7 @@ import torch
 from ..errors import InputError
 from ..kv_cache import KVCache, PromptCache
 from ..model import Gemma
+from .compiled import compiled_decode, static_length
 from .sampling import Sampling, choose
 from .speculative import NgramIndex, PromptLookup, SpeculationStats, resolve_speculative
 
@@ -65,13 +66,15 @@ class Decoder:
     logits when greedy): what RL needs of its rollouts, computed once. With `speculative`
     ("prompt-lookup" or a `PromptLookup`; one prompt only), each forward pass checks tokens drafted
     from earlier in the text and may yield several steps; the steps are those of plain decoding, and
-    `stats` counts what was drafted and accepted.
+    `stats` counts what was drafted and accepted. With `compile`, each decode step runs as one
+    `torch.compile`d program over a static cache (inference.compiled): the same tokens, less Python
+    per token, after a one-off compilation.
     """
 
     def __init__(self, model: Gemma, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  sampling: Sampling | None = None, stop_ids: Sequence[int] = (), truncate: bool = False,
                  prompt_cache: PromptCache | None = None, sample_ids: Sequence[int] | None = None,
-                 logprobs: bool = False, speculative: str | PromptLookup | None = None):
+                 logprobs: bool = False, speculative: str | PromptLookup | None = None, compile: bool = False):
         ctx = model.config.max_seq_len
         self.prompts = [fit_context(list(p), max_new_tokens, ctx, truncate, i) for i, p in enumerate(prompts)]
         if prompt_cache is not None and len(self.prompts) != 1:
@@ -80,6 +83,10 @@ class Decoder:
         if self.speculative is not None and len(self.prompts) > 1:
             raise InputError(f"speculative decoding serves one prompt at a time, got {len(self.prompts)}; "
                              "generate them one by one, or without speculative=")
+        if compile and (self.speculative is not None or prompt_cache is not None):
+            raise InputError("compile=True decodes one token per step over its own static cache; it cannot be "
+                             "combined with speculative= or a prompt cache")
+        self.compile = compile
         self.stats = SpeculationStats()
         self.prompt_cache = prompt_cache
         sampling = sampling or Sampling()
@@ -108,7 +115,9 @@ class Decoder:
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         spare = self.speculative.num_tokens if self.speculative else 0  # ring slots for rolled-back drafts
-        cache = model.new_cache(len(prompts), need, spare=spare)
+        if self.compile:
+            need = static_length(need, model.config.max_seq_len)
+        cache = model.new_cache(len(prompts), need, spare=spare, static=self.compile)
         return cache, prefill(model, ids.to(device), mask.to(device), cache)
 
     def _pick(self, last: torch.Tensor, seen: torch.Tensor | None,
@@ -155,7 +164,8 @@ class Decoder:
                 yield out
                 if all(self.done) or step == self.max_new_tokens - 1:  # no forward for a token never used
                     break
-                logits = model(nxt[:, None].to(device), cache=cache)
+                ids = nxt[:, None].to(device)
+                logits = compiled_decode(model, ids, cache) if self.compile else model(ids, cache=cache)
                 fed.append(int(nxt[0]))
         finally:  # also when the consumer stops early: the cache holds exactly `fed`
             self.done = [True] * batch
@@ -243,11 +253,12 @@ class TextStream:
 
 def _setup(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Sequence[int]], max_new_tokens: int,
            sampling: Sampling, add_bos: bool, truncate: bool, prompt_cache: PromptCache | None = None,
-           sample_ids: Sequence[int] | None = None, speculative: str | PromptLookup | None = None) -> Decoder:
+           sample_ids: Sequence[int] | None = None, speculative: str | PromptLookup | None = None,
+           compile: bool = False) -> Decoder:
     ids = [tokenizer.encode(p, add_bos=add_bos) if isinstance(p, str) else list(p) for p in prompts]
     stop_ids = {tokenizer.eos_id, getattr(tokenizer, "end_of_turn_id", tokenizer.eos_id)}
     return Decoder(model, ids, max_new_tokens, sampling, stop_ids, truncate, prompt_cache, sample_ids,
-                   speculative=speculative)
+                   speculative=speculative, compile=compile)
 
 
 def resolve_sampling(sampling: Sampling | None, temperature: float, top_k: int | None, top_p: float | None,
@@ -267,15 +278,17 @@ def stream(model: Gemma, tokenizer: TextTokenizer, prompt: str | Sequence[int], 
            repetition_penalty: float = 1.0, seed: int = 0, stop: Sequence[str] = (), add_bos: bool = True,
            truncate: bool = False, prompt_cache: PromptCache | None = None, *, sampling: Sampling | None = None,
            sample_id: int = 0, speculative: str | PromptLookup | None = None,
-           stats: SpeculationStats | None = None) -> Iterator[str]:
+           stats: SpeculationStats | None = None, compile: bool = False) -> Iterator[str]:
     """Yield the continuation of one prompt as text deltas, as soon as each is complete.
     A `prompt_cache` carried from call to call skips recomputing the prefix the prompts share.
     `sample_id` picks the random stream: (seed, k) gives what row k of a batch would.
     `speculative="prompt-lookup"` (or a `PromptLookup`) drafts tokens from the text so far and
-    checks them in one forward pass: the same text, in fewer passes; `stats` adds up its counts."""
+    checks them in one forward pass: the same text, in fewer passes; `stats` adds up its counts.
+    `compile=True` runs each decode step as one compiled program (Decoder): faster per token once
+    compiled, for long or repeated generations."""
     sampling = resolve_sampling(sampling, temperature, top_k, top_p, repetition_penalty, seed)
     dec = _setup(model, tokenizer, [prompt], max_new_tokens, sampling, add_bos, truncate, prompt_cache,
-                 [sample_id], speculative)
+                 [sample_id], speculative, compile)
     try:
         text = TextStream(tokenizer, stop)
         for (tok,) in dec:
@@ -300,15 +313,16 @@ def generate(model: Gemma, tokenizer: TextTokenizer, prompts: Sequence[str | Seq
              top_p: float | None = None, repetition_penalty: float = 1.0, seed: int = 0,
              stop: Sequence[str] = (), add_bos: bool = True, truncate: bool = False, *,
              sampling: Sampling | None = None, sample_ids: Sequence[int] | None = None,
-             speculative: str | PromptLookup | None = None, stats: SpeculationStats | None = None) -> list[str]:
+             speculative: str | PromptLookup | None = None, stats: SpeculationStats | None = None,
+             compile: bool = False) -> list[str]:
     """Continuations of a batch of prompts (strings, or token id lists used as given).
     Row i samples from the stream of (seed, sample_ids[i]), by default (seed, i).
-    `speculative` and `stats` as in `stream` (one prompt at a time)."""
+    `speculative`, `stats` and `compile` as in `stream` (speculative: one prompt at a time)."""
     if isinstance(prompts, str):
         raise InputError("generate takes a list of prompts; wrap a single prompt in a list")
     sampling = resolve_sampling(sampling, temperature, top_k, top_p, repetition_penalty, seed)
     dec = _setup(model, tokenizer, prompts, max_new_tokens, sampling, add_bos, truncate, None, sample_ids,
-                 speculative)
+                 speculative, compile)
     streams = [TextStream(tokenizer, stop) for _ in prompts]
     for step in dec:
         for row, tok in enumerate(step):

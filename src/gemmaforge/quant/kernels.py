@@ -84,7 +84,11 @@ def qmatmul(x: torch.Tensor, p: Packed) -> torch.Tensor:
     """x [..., K] @ W.T for the quantised W [N, K]; the kernel chosen by the number of rows."""
     global _mode
     x2 = x.reshape(-1, x.shape[-1])
-    if _mode != "eager" and x2.shape[0] <= DECODE_ROWS and (x.device.type == "cpu" or _mode == "compiled"):
+    few = _mode != "eager" and x2.shape[0] <= DECODE_ROWS and (x.device.type == "cpu" or _mode == "compiled")
+    if few and torch.compiler.is_compiling():  # inside a compiled decode step: fused with the rest
+        fn = reduce_int8 if p.zeros is None else reduce_int4
+        out = (fn(x2, p.codes, p.scales) if p.zeros is None else fn(x2, p.codes, p.scales, p.zeros)).to(x.dtype)
+    elif few:
         fn = _reduction(p)
         args = (x2, p.codes, p.scales) if p.zeros is None else (x2, p.codes, p.scales, p.zeros)
         try:
