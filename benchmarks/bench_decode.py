@@ -248,6 +248,7 @@ def main() -> None:
 
     import gemmaforge as gf
 
+    failed: dict[str, str] = {}
     results, versions = {}, {"torch": torch.__version__, "transformers": transformers.__version__,
                              "gemmaforge": gf.__version__, "python": platform.python_version()}
     for engine in args.engines.split(","):
@@ -263,8 +264,10 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", engine, "--threads", str(args.threads),
                "--new-tokens", str(args.new_tokens), "--batches", ",".join(map(str, args.batches))]
         proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{engine} failed:\n{proc.stderr[-3000:]}")
+        if proc.returncode != 0:  # the others' results are still worth writing
+            failed[engine] = f"exit status {proc.returncode}: {proc.stderr.strip()[-500:]}"
+            print(f"{engine} failed ({failed[engine]})", file=sys.stderr)
+            continue
         results[engine] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     bandwidth = measure_bandwidth(args.threads)
@@ -276,7 +279,7 @@ def main() -> None:
     report = {
         "cpu": cpu_name(), "threads": args.threads, "versions": versions, "new_tokens": args.new_tokens,
         "note": args.note, "bandwidth_gb_s": bandwidth / 1e9, "read_bandwidth_gb_s": read_bw / 1e9,
-        "results": results,
+        "results": results, "failed": failed,
     }
     if "gemmaforge" in results:
         weight_bytes = results["gemmaforge"]["weight_bytes_per_token"]
@@ -356,6 +359,8 @@ def markdown(r: dict) -> str:
     if "llama.cpp" in r["results"]:
         lines.append("llama.cpp runs the GGUF's Q4_K_M weights as stored (about 4.9 bits per weight, not "
                      "float32): it reads far fewer bytes per token, so it is the peer for quantised decoding.")
+    for name, why in r.get("failed", {}).items():
+        lines.append(f"{name} FAILED ({why.splitlines()[-1] if why else 'no message'}): no row for it.")
     if "gemmaforge_vs_transformers_decode" in r:
         lines.append(f"gemmaforge / transformers decode speed: {r['gemmaforge_vs_transformers_decode']:.2f}x")
     return "\n".join(lines) + "\n"
