@@ -26,16 +26,16 @@ from gemmaforge.quant import layer_schemes
 from gemmaforge.quant.schemes import Scheme, dequantize, quantize_weight
 from gemmaforge.util.machine import cpu_name
 
-# name: (layers, their group, their rounding, embedding scheme or None for "as the layers", int4 mix)
+# name: (layers, their group, their rounding, embedding scheme or None for "as the layers", int4 mix or "none")
 OPTIONS = {
-    "int4 g32 mse, int8 embedding": ("int4", 32, "mse", "int8", None),
-    "int4 g32 mse, int4 embedding": ("int4", 32, "mse", "int4", None),
-    "int4 g32 minmax, int8 embedding": ("int4", 32, "minmax", "int8", None),
-    "int4 g32 minmax, int4 embedding (old default)": ("int4", 32, "minmax", "int4", None),
-    "int4 g16 mse, int4 embedding": ("int4", 16, "mse", "int4", None),
-    "int4 g16 mse, int8 embedding": ("int4", 16, "mse", "int8", None),
+    "int4 g32 mse, int8 embedding": ("int4", 32, "mse", "int8", "none"),
+    "int4 g32 mse, int4 embedding": ("int4", 32, "mse", "int4", "none"),
+    "int4 g32 minmax, int8 embedding": ("int4", 32, "minmax", "int8", "none"),
+    "int4 g32 minmax, int4 embedding (old default)": ("int4", 32, "minmax", "int4", "none"),
+    "int4 g16 mse, int4 embedding": ("int4", 16, "mse", "int4", "none"),
+    "int4 g16 mse, int8 embedding": ("int4", 16, "mse", "int8", "none"),
     "int4 g16 mse, int8 embedding, q4_k_m mix": ("int4", 16, "mse", "int8", "q4_k_m"),
-    "int4 g64 mse, int8 embedding": ("int4", 64, "mse", "int8", None),
+    "int4 g64 mse, int8 embedding": ("int4", 64, "mse", "int8", "none"),
     "int8 (per row)": ("int8", None, None, None, None),
 }
 

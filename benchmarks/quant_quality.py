@@ -14,8 +14,9 @@ Targets (issue 15): int8 within +0.5% NLL of float32, int4 within +3%.
     python benchmarks/quant_quality.py [--threads 2] [--tokens 20480] [--out benchmarks/results]
 
 On a shared machine, `--only float32|int8|int4` runs one model (three processes in parallel), and
-`--combine` writes the report from their partial results. `--int4-mix q4_k_m` quantises the int4
-model with that mix (docs/quantize.md; the result's "scheme" names it; `--out` keeps other reports).
+`--combine` writes the report from their partial results. `--int4-mix none` quantises every int4
+layer in int4 instead of int4's default q4_k_m mix (docs/quantize.md; the result's "scheme" names
+it; `--out` keeps other reports).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     ap.add_argument("--note", default="")
     ap.add_argument("--only", choices=SCHEMES, help="run one model, write its partial result")
-    ap.add_argument("--int4-mix", choices=MIXES, default=None, help="the int4 model's mix (default: none)")
+    ap.add_argument("--int4-mix", choices=MIXES, default=None, help="the int4 model's mix (default: q4_k_m)")
     ap.add_argument("--combine", action="store_true", help="write the report from the --only results")
     ap.add_argument("--mmlu", action="append", default=[], metavar="SCHEME=DIR",
                     help="an eval --tasks mmlu output directory of that scheme, added to the report")

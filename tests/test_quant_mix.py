@@ -1,6 +1,6 @@
-"""int4's "q4_k_m" mix: llama.cpp's Q4_K_M choice of layers (v_proj and down_proj of the layers its
-use_more_bits picks) stored in int8 per row, everywhere a scheme is built: quantize, a saved
-checkpoint, a GGUF quantised while streaming, the CLI."""
+"""int4's "q4_k_m" mix (its default): llama.cpp's Q4_K_M choice of layers (v_proj and down_proj of
+the layers its use_more_bits picks) stored in int8 per row, everywhere a scheme is built: quantize, a
+saved checkpoint, a GGUF quantised while streaming, the CLI; and mix "none", every layer int4."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from gemmaforge.quant.schemes import Scheme, use_more_bits
 from gemmaforge.weights.gguf_export import export_gguf
 
 MIX = Scheme.make("int4", mix="q4_k_m")
+PLAIN = Scheme.make("int4", mix="none")
 INT8 = Scheme.make("int8")  # per row
 # written out by hand from llama.cpp's rule (n/8 and 7n/8 in integer division)
 MORE_BITS_18 = [0, 1, 4, 7, 10, 13, 15, 16, 17]  # gemma3-270m: 18/8 = 2, 7*18/8 = 15
@@ -50,7 +51,18 @@ def test_the_rule_picks_llama_cpps_layers():
     assert {name for name, s in chosen.items() if s == INT8} == int8_layers(MORE_BITS_18)
     assert {s for name, s in chosen.items() if name not in int8_layers(MORE_BITS_18)} == {MIX}
     # without the mix every layer is int4
-    assert {s for name, _, s in layer_schemes(model, Scheme.make("int4")) if name != "embed"} == {Scheme.make("int4")}
+    assert {s for name, _, s in layer_schemes(model, PLAIN) if name != "embed"} == {PLAIN}
+
+
+def test_int4_has_the_mix_unless_told_none():
+    assert Scheme.make("int4") == MIX and PLAIN.mix is None and Scheme.make("int8").mix is None
+    assert Scheme.make("int8", mix="none") == INT8
+    assert Scheme.from_dict(MIX.to_dict()) == MIX and Scheme.from_dict(PLAIN.to_dict()) == PLAIN
+    assert str(PLAIN) == "int4 (group 16, mse rounding, embedding int8)"
+    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4")
+    assert scheme_of(model) == MIX
+    assert {n for n, m in model.named_modules() if isinstance(m, QuantLinear) and m.scheme == INT8} == \
+        int8_layers(MORE_BITS_TINY)
 
 
 def test_a_mixed_model_is_int8_exactly_where_the_rule_says():
@@ -91,24 +103,28 @@ def test_a_mixed_checkpoint_round_trips(tmp_path, monkeypatch):
     ids = torch.tensor([[2, 5, 9, 200, 31]])
     with torch.no_grad():
         assert torch.equal(loaded(ids), model(ids))
-    # asking for the stored scheme, by name or in full, is fine; another mix choice is not
+    # asking for the stored scheme, by name or in full (a request without a mix takes the stored one), is fine;
+    # another mix is not
     assert scheme_of(gf.load_model(tmp_path / "q", quantize="int4")) == MIX
+    assert scheme_of(gf.load_model(tmp_path / "q", quantize="int4", group_size=16)) == MIX
     assert scheme_of(gf.load_model(tmp_path / "q", quantize="int4", mix="q4_k_m")) == MIX
     with pytest.raises(InputError, match=r"mix q4_k_m, embedding int8\); it cannot be loaded as int4 \(group 16, "
                                          r"mse rounding, embedding int8\)"):
-        gf.load_model(tmp_path / "q", quantize="int4", group_size=16)
+        gf.load_model(tmp_path / "q", quantize="int4", mix="none")
 
 
 def test_plain_int4_checkpoints_without_a_recorded_mix_still_load(tmp_path):
-    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4")
+    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4", mix="none")
     gf.save_model(model, tmp_path / "q")
     path = tmp_path / "q" / "config.json"
     config = json.loads(path.read_text())
     del config["quantization"]["mix"], config["quantization"]["embedding"]["mix"]
     path.write_text(json.dumps(config))
     loaded = gf.load_model(tmp_path / "q")
-    assert scheme_of(loaded) == Scheme.make("int4")
+    assert scheme_of(loaded) == PLAIN
     assert all(m.scheme.name == "int4" for m in loaded.modules() if isinstance(m, QuantLinear))
+    assert scheme_of(gf.load_model(tmp_path / "q", quantize="int4")) == PLAIN  # no mix asked: the stored one
+    assert scheme_of(gf.load_model(tmp_path / "q", quantize="int4", mix="none")) == PLAIN
     with pytest.raises(InputError, match="stored quantised as int4 .*cannot be loaded as int4 .*mix q4_k_m"):
         gf.load_model(tmp_path / "q", quantize="int4", mix="q4_k_m")
 
@@ -130,7 +146,7 @@ def test_bad_mixes_are_one_clear_error(tmp_path):
     model = random_gemma("tiny-gemma3")
     with pytest.raises(InputError, match="the mix 'q4_k_m' .* needs the int4 scheme, not int8"):
         gf.quantize(model, "int8", mix="q4_k_m")
-    with pytest.raises(InputError, match="unknown int4 mix 'q5_k_m'; use one of: q4_k_m"):
+    with pytest.raises(InputError, match="unknown int4 mix 'q5_k_m'; use one of: q4_k_m, none"):
         gf.quantize(model, "int4", mix="q5_k_m")
     assert scheme_of(model) is None
     with pytest.raises(InputError, match="pass quantize='int4'"):

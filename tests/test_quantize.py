@@ -248,7 +248,7 @@ def test_saved_quantised_checkpoint_loads_identically_without_float_weights(tmp_
 
 def test_checkpoints_saved_before_rounding_and_embedding_were_recorded_still_load(tmp_path):
     """Their config.json holds only scheme and group_size: int4 everywhere, min..max rounding."""
-    old = Scheme.make("int4", 64, embedding="int4", rounding="minmax")
+    old = Scheme.make("int4", 64, embedding="int4", rounding="minmax", mix="none")
     model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), old)
     gf.save_model(model, tmp_path / "q")
     path = tmp_path / "q" / "config.json"
@@ -308,7 +308,7 @@ def test_gguf_export_reads_back_with_our_loader(tmp_path, monkeypatch, kind, tol
 
 def test_int4_exports_to_q4_1_losslessly_and_gguf_quantizes_block_by_block(tmp_path, monkeypatch):
     monkeypatch.setenv("GEMMAFORGE_CACHE", "off")
-    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4", group_size=32, embedding="int4")
+    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4", group_size=32, embedding="int4", mix="none")
     path = export_gguf(model, tmp_path / "q.gguf")  # Q4_1: the same codes
     back = gf.load_model(path)
     ids = torch.tensor([[2, 5, 9, 200, 7]])
@@ -329,7 +329,7 @@ def test_int4_with_int8_embedding_exports_the_table_as_q8_0(tmp_path, monkeypatc
     from gguf import GGUFReader
 
     monkeypatch.setenv("GEMMAFORGE_CACHE", "off")
-    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4", group_size=32)
+    model = gf.quantize(random_gemma("tiny-gemma3", std=0.05), "int4", group_size=32, mix="none")
     path = export_gguf(model, tmp_path / "q.gguf")
     types = {t.name: t.tensor_type.name for t in GGUFReader(path).tensors}
     assert types["token_embd.weight"] == "Q8_0" and types["blk.0.ffn_down.weight"] == "Q4_1"
@@ -378,10 +378,11 @@ def test_cli_quantizes_converts_and_reports(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert main(["info", str(tmp_path / "q"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["quantization"] == "int4 (group 16, mse rounding, embedding int8)" and info["parameters"] == Gemma(
-        gf.GemmaConfig.preset("tiny-gemma3")).num_parameters()
+    assert info["quantization"] == "int4 (group 16, mse rounding, mix q4_k_m, embedding int8)"
+    assert info["parameters"] == Gemma(gf.GemmaConfig.preset("tiny-gemma3")).num_parameters()
     assert main(["convert", str(tmp_path / "q"), str(tmp_path / "q.gguf"), "--to", "gguf"]) == 0
     assert scheme_of(gf.load_model(tmp_path / "q.gguf")) is None  # GGUF reads back as float (Q4_1 dequantised)
     assert main(["info", str(tmp_path / "q"), "--quantize", "int8"]) == 2
     err = capsys.readouterr().err
-    assert "stored quantised as int4 (group 16, mse rounding, embedding int8); it cannot be loaded as int8" in err
+    assert "stored quantised as int4 (group 16, mse rounding, mix q4_k_m, embedding int8); it cannot be loaded as " \
+        "int8" in err

@@ -52,8 +52,9 @@ def quantize(model: Gemma, scheme: str | Scheme = "int8", group_size: int | None
     or int4 (asymmetric, error-minimising scales in groups of `group_size`, default 16, two codes
     per byte). `embedding` is the tied embedding's scheme, "int8" (per row) by default for both
     schemes, or "int4" (the layers' int4): an int4 table costs more quality than all the int4
-    layers together (docs/quantize.md). `mix="q4_k_m"` (int4 only) stores `v_proj` and `down_proj`
-    of the layers llama.cpp's Q4_K_M gives more bits in int8 per row (`Scheme.for_layer`)."""
+    layers together (docs/quantize.md). int4's default `mix="q4_k_m"` stores `v_proj` and
+    `down_proj` of the layers llama.cpp's Q4_K_M gives more bits in int8 per row (`Scheme.for_layer`);
+    `mix="none"` keeps every layer int4."""
     s = scheme if isinstance(scheme, Scheme) else Scheme.make(scheme, group_size, embedding, mix=mix)
     if (already := scheme_of(model)) is not None:
         raise InputError(f"the model is already quantised ({already}); load the float model again to "
@@ -98,7 +99,7 @@ def check_requested(have: Scheme | None, scheme: str | None, group_size: int | N
     if name == have.name and group_size is None and mix is None:  # asking for the stored scheme by name alone
         return
     want = Scheme.make(name, group_size, mix=mix)
-    chosen = (want.name, want.group_size, want.mix)  # what a request can choose
-    if chosen != (have.name, have.group_size, have.mix):
+    same_mix = mix is None or want.mix == have.mix  # a request without a mix takes the stored one
+    if (want.name, want.group_size) != (have.name, have.group_size) or not same_mix:
         raise InputError(f"{where}: is stored quantised as {have}; it cannot be loaded as {want} "
                          f"(load the float model to quantise it differently, or drop quantize=)")

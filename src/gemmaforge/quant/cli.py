@@ -22,9 +22,9 @@ def add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-size", type=Number(int, 2), default=None, metavar="N",
                    help="columns per scale (int8 default: one per row; int4 default: 16)")
     p.add_argument("--mix", choices=MIXES, default=None,
-                   help="int4 only: q4_k_m stores v_proj and down_proj in int8 in the layers llama.cpp's "
-                        "Q4_K_M gives more bits (the first and last eighth, every third between; "
-                        "docs/quantize.md)")
+                   help="int4: q4_k_m (the default) stores v_proj and down_proj in int8 in the layers "
+                        "llama.cpp's Q4_K_M gives more bits (the first and last eighth, every third between; "
+                        "docs/quantize.md); none keeps every layer int4")
 
 
 def quant_options(args: argparse.Namespace) -> dict:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from . import MIXES
+from . import DEFAULT_MIX, MIXES
 
 DEFAULT_GROUP = {"int8": None, "int4": 16}  # int8 per channel; int4 in groups of 16 (32 misses the quality goal)
 ROUNDINGS = {"int8": ("absmax",), "int4": ("mse", "minmax")}  # the first is the default
@@ -47,7 +47,8 @@ class Scheme:
     """What `quantize` does to each weight: `name` "int8" or "int4", `group_size` columns per
     scale (None: one scale per row, int8 only), `rounding` ("absmax" for int8; "mse" or "minmax"
     for int4), `embedding`: the tied embedding's own scheme (None: the same as the layers), and
-    `mix`: None (every layer in this scheme) or "q4_k_m" (int4 only; see `for_layer`)."""
+    `mix`: None (every layer in this scheme) or "q4_k_m" (int4 only; see `for_layer`). `make` takes
+    "none" for None and gives int4 the "q4_k_m" mix unless told otherwise (DEFAULT_MIX)."""
 
     name: str
     group_size: int | None = None
@@ -64,6 +65,8 @@ class Scheme:
             raise InputError(f"unknown quantisation scheme {name!r}; use one of: {', '.join(DEFAULT_GROUP)}")
         if mix is not None and mix not in MIXES:
             raise InputError(f"unknown int4 mix {mix!r}; use one of: {', '.join(MIXES)}")
+        mix = DEFAULT_MIX[name] if mix is None else mix
+        mix = None if mix == "none" else mix
         if mix is not None and name != "int4":
             raise InputError(f"the mix {mix!r} chooses which int4 layers are stored in int8; it needs "
                              f"the int4 scheme, not {name}")
@@ -77,7 +80,7 @@ class Scheme:
             raise InputError(f"{name} rounding must be one of {', '.join(ROUNDINGS[name])}, got {rounding!r}")
         embedding = embedding or DEFAULT_EMBEDDING[name]
         if isinstance(embedding, str):
-            embedding = None if embedding == name else cls.make(embedding, embedding=embedding)
+            embedding = None if embedding == name else cls.make(embedding, embedding=embedding, mix="none")
         return cls(name, group_size, rounding, embedding, mix)
 
     @property
@@ -100,12 +103,13 @@ class Scheme:
     @classmethod
     def from_dict(cls, d: dict) -> Scheme:
         """As recorded in config.json. Checkpoints saved before `rounding` and `embedding` were
-        recorded used min..max int4 rounding and quantised the embedding like the layers; those
-        saved before `mix` was recorded have none."""
+        recorded used min..max int4 rounding and quantised the embedding like the layers; a missing
+        or null `mix` is no mix (int4's default mix came later)."""
         name = d["scheme"]
         emb = d.get("embedding")
+        rounding = d.get("rounding") or ("minmax" if name == "int4" else None)
         return cls.make(name, d.get("group_size"), embedding=cls.from_dict(emb) if emb else name,
-                        rounding=d.get("rounding") or ("minmax" if name == "int4" else None), mix=d.get("mix"))
+                        rounding=rounding, mix=d.get("mix") or "none")
 
     def groups(self, width: int, where: str) -> int:
         """How many scales each row of a `width`-column weight gets; the group must divide the width."""

@@ -26,7 +26,7 @@ def load_model(source: str | Path, dtype: torch.dtype | None = torch.float32,
 
     `dtype=None` keeps the stored dtype. `config` is needed only for gemma_pytorch checkpoints
     whose size matches no published preset. `quantize="int8" | "int4"` (with `group_size`, and for
-    int4 `mix="q4_k_m"`) returns a weight-only quantised model (gemmaforge.quant); a checkpoint
+    int4 `mix`: "q4_k_m" by default, or "none") returns a weight-only quantised model (gemmaforge.quant); a checkpoint
     saved quantised loads as it was saved, and asking for another scheme is an error.
     """
     if dtype is not None:
