@@ -4,21 +4,12 @@ import pytest
 import torch
 from byte_tokenizer import ByteTokenizer
 from model_helpers import random_gemma
+from test_generate import run
 
 import gemmaforge as gf
 from gemmaforge.inference import compiled
 from gemmaforge.inference.generate import Decoder
 from gemmaforge.inference.sampling import Sampling
-
-
-def run(model, prompts, n, **kw):
-    rows = [[] for _ in prompts]
-    for step in Decoder(model, prompts, n, **kw):
-        for r, t in enumerate(step):
-            if t is not None:
-                rows[r].append(t)
-    return rows
-
 
 PROMPTS = [[2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 40], [2, 77, 78, 79, 80]]
 
@@ -46,6 +37,7 @@ def test_compiled_decoding_gives_the_same_tokens_greedy_and_sampled():
     model = random_gemma("tiny-gemma3", std=0.1)
     for sampling in (Sampling(), Sampling(temperature=0.8, top_k=50, seed=3)):
         assert run(model, PROMPTS, 16, sampling=sampling, compile=True) == run(model, PROMPTS, 16, sampling=sampling)
+    assert compiled._broken is None  # the compiled program ran, not the eager fallback
 
 
 def test_a_quantised_model_decodes_compiled_through_generate():
@@ -54,6 +46,7 @@ def test_a_quantised_model_decodes_compiled_through_generate():
     prompts = ["ab", "a longer prompt"]
     assert gf.generate(model, tok, prompts, 12, compile=True) == gf.generate(model, tok, prompts, 12)
     assert "".join(gf.stream(model, tok, "ab", 12, compile=True)) == gf.generate(model, tok, ["ab"], 12)[0]
+    assert compiled._broken is None  # the quantised products traced into the program, no eager fallback
 
 
 def test_without_a_working_compiler_it_warns_and_decodes_eagerly(monkeypatch):

@@ -63,4 +63,4 @@ def compiled_decode(model: Gemma, ids: torch.Tensor, cache: KVCache) -> torch.Te
         except Exception as e:  # no C++ compiler, an unsupported platform...: eager is exact too
             _broken = f"{type(e).__name__}: {e}"
             warnings.warn(f"compiled decoding: torch.compile failed ({_broken}); decoding eagerly", stacklevel=2)
-    return model.run(ids, positions, None, cache, False, None, "all")
+    return _step(model, ids, positions, cache)

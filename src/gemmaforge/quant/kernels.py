@@ -57,13 +57,14 @@ def _reduction(p: Packed) -> Callable:
     """The compiled reduction for `p`'s scheme. Shapes are static: code generated for symbolic
     sizes ran 2-10x slower here (bench_quant_kernels.py), and a model has only a handful of weight
     shapes, each compiled once per row count (the recompile limit is raised to allow for them)."""
+    fn = reduce_int8 if p.zeros is None else reduce_int4
+    if torch.compiler.is_compiling():  # inside a compiled program (a decode step): traced, fused with the rest
+        return fn
     name = "int8" if p.zeros is None else "int4"
     if name not in _compiled:
-        import torch._dynamo
+        from torch._dynamo import config as cfg
 
-        cfg = torch._dynamo.config
         cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILES)
-        fn = reduce_int8 if p.zeros is None else reduce_int4
         _compiled[name] = torch.compile(fn, dynamic=False)
     return _compiled[name]
 
@@ -84,11 +85,7 @@ def qmatmul(x: torch.Tensor, p: Packed) -> torch.Tensor:
     """x [..., K] @ W.T for the quantised W [N, K]; the kernel chosen by the number of rows."""
     global _mode
     x2 = x.reshape(-1, x.shape[-1])
-    few = _mode != "eager" and x2.shape[0] <= DECODE_ROWS and (x.device.type == "cpu" or _mode == "compiled")
-    if few and torch.compiler.is_compiling():  # inside a compiled decode step: fused with the rest
-        fn = reduce_int8 if p.zeros is None else reduce_int4
-        out = (fn(x2, p.codes, p.scales) if p.zeros is None else fn(x2, p.codes, p.scales, p.zeros)).to(x.dtype)
-    elif few:
+    if _mode != "eager" and x2.shape[0] <= DECODE_ROWS and (x.device.type == "cpu" or _mode == "compiled"):
         fn = _reduction(p)
         args = (x2, p.codes, p.scales) if p.zeros is None else (x2, p.codes, p.scales, p.zeros)
         try:
